@@ -1,0 +1,100 @@
+"""Calibration files: the threshold at a target false-match rate, bound to one model.
+
+``calibration.json`` lives in the model directory. It records the threshold, the rates measured
+there, the counts behind them, the data they came from, and the model's fingerprint; loading it
+for a different model is refused. It also keeps the upper tail of the impostor scores, so that
+``verify`` can report the estimated false-match rate at a probe's own score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import CalibrationError, FingerprintMismatchError
+from .metrics import fmr_fnmr_at, threshold_at_fmr, wilson_interval
+
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_VERSION = 1
+_TAIL = 2000  # impostor scores kept for FMR estimates: enough to resolve 1/n_impostor near the threshold
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float
+    target_fmr: float
+    measured_fmr: float
+    measured_fnmr: float
+    fmr_interval: tuple[float, float]
+    fnmr_interval: tuple[float, float]
+    n_genuine: int
+    n_impostor: int
+    model_fingerprint: str
+    data: dict[str, Any] = field(default_factory=dict)
+    impostor_tail: tuple[float, ...] = ()   # largest impostor scores, descending
+    created_at: str = ""
+    version: int = CALIBRATION_VERSION
+
+    def estimated_fmr(self, score: float) -> float:
+        """Fraction of calibration impostors scoring >= ``score`` (a lower bound below the kept tail)."""
+        tail = np.asarray(self.impostor_tail)
+        return float((tail >= score).sum()) / self.n_impostor
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fmr_interval"], d["fnmr_interval"] = list(self.fmr_interval), list(self.fnmr_interval)
+        d["impostor_tail"] = [round(float(s), 7) for s in self.impostor_tail]
+        return d
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / CALIBRATION_FILE
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, fingerprint: str | None = None) -> "Calibration":
+        path = Path(path)
+        if path.is_dir():
+            path = path / CALIBRATION_FILE
+        if not path.is_file():
+            raise CalibrationError(f"no calibration at '{path}' (run `verikit calibrate`, or pass --threshold)")
+        try:
+            d = json.loads(path.read_text())
+            if d.get("version") != CALIBRATION_VERSION:
+                raise CalibrationError(f"calibration '{path}' has version {d.get('version')!r}; "
+                                       f"this verikit reads {CALIBRATION_VERSION}")
+            cal = cls(**{**d, "fmr_interval": tuple(d["fmr_interval"]), "fnmr_interval": tuple(d["fnmr_interval"]),
+                         "impostor_tail": tuple(d.get("impostor_tail", ()))})
+        except CalibrationError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CalibrationError(f"calibration '{path}' is malformed: {exc}") from exc
+        if fingerprint is not None and cal.model_fingerprint != fingerprint:
+            raise FingerprintMismatchError(
+                f"calibration '{path}' was made for model {cal.model_fingerprint[:12]}, not this model "
+                f"({fingerprint[:12]}); re-run `verikit calibrate` for this model")
+        return cal
+
+
+def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_fmr: float, fingerprint: str,
+              data: dict[str, Any] | None = None) -> Calibration:
+    """The lowest threshold whose false-match rate on ``impostor`` is at most ``target_fmr``."""
+    genuine = np.asarray(genuine, dtype=np.float64)
+    impostor = np.asarray(impostor, dtype=np.float64)
+    t = threshold_at_fmr(impostor, target_fmr)
+    fmr, fnmr = fmr_fnmr_at(genuine, impostor, t)
+    n_g, n_i = len(genuine), len(impostor)
+    tail = np.sort(impostor)[::-1][:_TAIL] if n_i <= 10 * _TAIL else -np.sort(-np.partition(impostor, n_i - _TAIL)[-_TAIL:])
+    return Calibration(
+        threshold=float(t), target_fmr=float(target_fmr), measured_fmr=float(fmr), measured_fnmr=float(fnmr),
+        fmr_interval=wilson_interval(round(fmr * n_i), n_i), fnmr_interval=wilson_interval(round(fnmr * n_g), n_g),
+        n_genuine=n_g, n_impostor=n_i, model_fingerprint=fingerprint, data=dict(data or {}),
+        impostor_tail=tuple(float(s) for s in tail), created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

@@ -1,0 +1,59 @@
+"""``verikit calibrate``: the threshold at a target false-match rate, saved next to the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import BatchOpt, DeviceOpt, FormatOpt, OutputFormat, QuietOpt, emit, progress_bar, warn
+
+
+def calibrate(
+    data_dir: Annotated[Path, typer.Argument(help="Validation set: one sub-folder per identity, identities the "
+                                                  "model was NOT trained on.", show_default=False)],
+    model: Annotated[Path, typer.Option("--model", "-m", envvar="VERIKIT_MODEL", help="Model directory.",
+                                        show_default=False)],
+    target_fmr: Annotated[float, typer.Option(min=1e-9, max=1.0,
+                                              help="False-match rate to allow (fraction of impostor pairs accepted).")] = 1e-3,
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "auto",
+    fmt: FormatOpt = OutputFormat.table,
+    quiet: QuietOpt = False,
+) -> None:
+    """Choose the threshold that gives --target-fmr on all pairs of a validation set.
+
+    Every pair of images of the same identity is a genuine comparison, every other pair an
+    impostor one. The threshold is the lowest score at which at most target-fmr of the impostor
+    pairs would be accepted. It is written to MODEL/calibration.json, bound to the model's
+    fingerprint, and `verify`/`search` use it from then on.
+
+    Example: verikit calibrate data/val --model runs/orl --target-fmr 1e-3
+    """
+    from ..calibrate.metrics import min_supported_fmr
+    from ..io import scan_identity_folders
+    from ..models.embedder import Embedder
+    from ..models.inference import embed_files
+    from ..pipeline.calibration import calibrate_embeddings
+
+    net = Embedder.load(model, device=device)
+    scan = scan_identity_folders(data_dir)
+    label_of = {p: n for n, p in scan.items}
+    with progress_bar(f"embedding {len(scan.items)} image(s)", len(scan.items), quiet) as advance:
+        out = embed_files(net, [p for _, p in scan.items], batch_size=batch_size, progress=advance)
+    for _, reason in out.failures:
+        warn(f"skipped {reason}")
+    cal = calibrate_embeddings(net, out.embeddings, [label_of[p] for p in out.paths], target_fmr,
+                               data={"path": str(data_dir), "identities": len(scan.identities),
+                                     "images": len(out.paths)})
+    cal.save(model)
+    supported = min_supported_fmr(cal.n_impostor)
+    if target_fmr < supported:
+        warn(f"{cal.n_impostor} impostor pairs cannot support FMR {target_fmr:g} (need FMR >= {supported:.2g} "
+             "for ~30 errors); the threshold is an extrapolation: add identities to the validation set")
+    d = {k: v for k, v in cal.to_dict().items() if k != "impostor_tail"}
+    emit(d, fmt, (f"threshold {cal.threshold:.4f} at target FMR {target_fmr:g}: measured FMR {cal.measured_fmr:.4g} "
+                  f"[{cal.fmr_interval[0]:.3g}, {cal.fmr_interval[1]:.3g}], FNMR {cal.measured_fnmr:.4g} "
+                  f"[{cal.fnmr_interval[0]:.3g}, {cal.fnmr_interval[1]:.3g}] from {cal.n_genuine} genuine / "
+                  f"{cal.n_impostor} impostor pairs\nsaved {Path(model) / 'calibration.json'}"))

@@ -1,0 +1,108 @@
+"""What every command shares: option aliases, stderr console and progress, output rendering,
+and loading the model/gallery/threshold a command needs. Heavy imports stay inside functions so
+``verikit --help`` never imports torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Iterator, Optional
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True)
+out_console = Console(soft_wrap=True)
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_MATCH, EXIT_PARTIAL = 0, 1, 2, 3, 4
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+ModelOpt = Annotated[Optional[Path], typer.Option(
+    "--model", "-m", envvar="VERIKIT_MODEL", show_default=False,
+    help="Model directory (config.json + model.safetensors). Defaults to the model the gallery was enrolled with.")]
+GalleryOpt = Annotated[Path, typer.Option(
+    "--gallery", "-g", envvar="VERIKIT_GALLERY", help="Gallery directory.")]
+FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Result format on stdout.")]
+ThresholdOpt = Annotated[Optional[float], typer.Option(
+    "--threshold", "-t", show_default=False,
+    help="Similarity threshold (a match is score >= threshold). Default: the model's calibration.json.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, or auto (CUDA when present).")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+DEFAULT_GALLERY = Path("verikit-gallery")
+
+
+def emit(data: Any, fmt: OutputFormat, table: Any = None) -> None:
+    """Results go to stdout: JSON with a stable schema, or a rich table for people."""
+    if fmt is OutputFormat.json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    elif table is not None:
+        out_console.print(table)
+    else:
+        out_console.print(data)
+
+
+def warn(message: str) -> None:
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("warning: ", "yellow"), message), soft_wrap=True)
+
+
+def info(message: str) -> None:
+    err_console.print(message, highlight=False, markup=False)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None, quiet: bool = False) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields ``advance(n)``."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    if quiet:
+        yield lambda n=1: None
+        return
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def load_model(model_dir: Path | None, device: str = "auto", gallery_dir: Path | None = None):
+    """Load the model a command needs: the one given, or the one recorded in the gallery."""
+    from ..errors import ModelError
+    from ..models.embedder import Embedder
+
+    if model_dir is None and gallery_dir is not None:
+        from ..index.gallery import Gallery
+        with Gallery.open(gallery_dir) as g:
+            recorded = g.model_path
+        if recorded:
+            model_dir = Path(recorded)
+    if model_dir is None:
+        raise ModelError("no model given: pass --model DIR (or set VERIKIT_MODEL)")
+    return Embedder.load(model_dir, device=device), model_dir
+
+
+def load_calibration(model_dir: Path, model):
+    """The model's calibration when present (bound to its fingerprint), else None."""
+    from ..calibrate.threshold import CALIBRATION_FILE, Calibration
+
+    path = Path(model_dir) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    cal = Calibration.load(path, fingerprint=model.fingerprint)
+    return cal
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("VERIKIT_DEBUG", "") not in ("", "0", "false", "no")

@@ -1,0 +1,79 @@
+"""``verikit enroll``: add identities to a gallery from image files or a folder per identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import (DEFAULT_GALLERY, EXIT_PARTIAL, BatchOpt, DeviceOpt, FormatOpt, GalleryOpt, ModelOpt,
+                     OutputFormat, QuietOpt, emit, info, load_model, progress_bar, warn)
+
+
+def enroll(
+    name: Annotated[Optional[str], typer.Argument(help="Identity to enroll (omit with --from-folder).", show_default=False)] = None,
+    images: Annotated[Optional[list[Path]], typer.Argument(help="Image files of that identity.", show_default=False)] = None,
+    from_folder: Annotated[Optional[Path], typer.Option(
+        "--from-folder", help="Enroll every sub-folder of DIR as one identity (folder name = identity).",
+        show_default=False)] = None,
+    model: ModelOpt = None,
+    gallery: GalleryOpt = DEFAULT_GALLERY,
+    index: Annotated[str, typer.Option(help="Index for a NEW gallery: faiss:Flat (exact), faiss:HNSW32, "
+                                            "faiss:IVF1024,Flat, ... (any faiss index_factory string).")] = "faiss:Flat",
+    batch_size: BatchOpt = 64,
+    device: DeviceOpt = "auto",
+    fmt: FormatOpt = OutputFormat.table,
+    quiet: QuietOpt = False,
+) -> None:
+    """Enroll identities: embed their images and store the templates in the gallery.
+
+    The gallery is created on first use and bound to the model. All identities of one command
+    are committed in a single transaction: an interrupted enroll leaves the gallery as it was.
+    Unreadable images are skipped and listed; the exit status is then 4.
+
+    Examples:
+
+      verikit enroll alice a1.jpg a2.jpg --model runs/orl --gallery people
+
+      verikit enroll --from-folder faces/ --model runs/orl --gallery people
+    """
+    from ..errors import DataError
+    from ..io import scan_identity_folders
+    from ..pipeline.operations import enroll as do_enroll, open_gallery_for
+
+    if from_folder is not None:
+        if name or images:
+            raise typer.BadParameter("give either NAME IMAGE... or --from-folder DIR, not both")
+        scan = scan_identity_folders(from_folder)
+        todo = {n: [str(p) for p in ps] for n, ps in scan.by_identity.items()}
+        if scan.skipped:
+            warn(f"{len(scan.skipped)} non-image file(s) under '{from_folder}' ignored")
+    else:
+        if not name or not images:
+            raise typer.BadParameter("give NAME and at least one IMAGE, or --from-folder DIR")
+        todo = {name: [str(p) for p in images]}
+    model_dir = model
+    net, model_dir = load_model(model_dir, device, gallery if (gallery / "gallery.sqlite").exists() else None)
+    total = sum(len(v) for v in todo.values())
+    with open_gallery_for(net, gallery, create=True, index=index, model_path=str(Path(model_dir).resolve())) as g:
+        with progress_bar(f"embedding {total} image(s)", total, quiet) as advance:
+            report = do_enroll(net, g, todo, batch_size=batch_size, progress=advance)
+        info_line = g.info()
+    for path, reason in report.failures:
+        warn(f"skipped {reason}")
+    if not report.enrolled:
+        raise DataError(f"nothing enrolled: none of the {total} image(s) could be read")
+    result = {**report.to_dict(), "gallery": {"path": str(gallery), "identities": info_line["identities"],
+                                              "templates": info_line["templates"]}}
+    if fmt is OutputFormat.json:
+        emit(result, fmt)
+    else:
+        from rich.table import Table
+        t = Table("identity", "templates added", title=f"enrolled into {gallery}")
+        for n, c in sorted(report.enrolled.items()):
+            t.add_row(n, str(c))
+        emit(result, fmt, t)
+        info(f"gallery now holds {info_line['identities']} identities, {info_line['templates']} templates")
+    if report.failures:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -1,0 +1,54 @@
+"""The ``verikit`` application and its single error boundary.
+
+Known errors (:class:`verikit.errors.VerikitError`) become one line on stderr and exit status 1;
+``VERIKIT_DEBUG=1`` shows the traceback instead. Exit codes: 0 ran, 1 known error, 2 usage,
+3 no match / unknown (with --exit-code), 4 finished but skipped some inputs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import calibrate, demo, enroll, gallery, plugins, query, train
+
+app = typer.Typer(
+    name="verikit",
+    help="Metric-learning verification: train an embedder, enroll a gallery, verify (1:1) and search (1:N).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(enroll.enroll)
+app.command()(query.verify)
+app.command()(query.search)
+app.add_typer(gallery.app, name="gallery")
+app.command()(train.train)
+app.command()(calibrate.calibrate)
+app.command()(demo.demo)
+app.command()(plugins.plugins)
+
+
+def main() -> None:
+    from .common import EXIT_ERROR, debug_enabled, err_console
+
+    try:
+        app(standalone_mode=True)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        sys.exit(130)
+    except Exception as exc:  # the one boundary: known errors get one line, bugs keep their traceback
+        from ..errors import VerikitError
+
+        if debug_enabled() or not isinstance(exc, VerikitError):
+            raise
+        from rich.text import Text
+
+        # Text, not markup: a file name like "[1].jpg" must print as itself.
+        err_console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""``verikit verify`` (1:1) and ``verikit search`` (1:N, open-set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import (DEFAULT_GALLERY, EXIT_NO_MATCH, EXIT_PARTIAL, DeviceOpt, FormatOpt, GalleryOpt, ModelOpt,
+                     OutputFormat, ThresholdOpt, emit, load_calibration, load_model, warn)
+
+ExitCodeOpt = Annotated[bool, typer.Option("--exit-code", help="Exit with status 3 when the answer is no match / unknown.")]
+
+
+def verify(
+    image: Annotated[Path, typer.Argument(help="Probe image.", show_default=False)],
+    claim: Annotated[str, typer.Option("--claim", "-c", help="Identity the probe claims to be.", show_default=False)],
+    model: ModelOpt = None,
+    gallery: GalleryOpt = DEFAULT_GALLERY,
+    threshold: ThresholdOpt = None,
+    exit_code: ExitCodeOpt = False,
+    device: DeviceOpt = "auto",
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Is this probe the claimed identity? Prints score, threshold and decision.
+
+    The score is the best cosine similarity between the probe and the identity's templates; it is
+    a match when score >= threshold. The threshold comes from the model's calibration.json
+    (`verikit calibrate`) unless --threshold is given.
+
+    Example: verikit verify probe.jpg --claim alice --gallery people --exit-code
+    """
+    from ..index.gallery import Gallery
+    from ..pipeline.operations import verify as do_verify
+
+    net, model_dir = load_model(model, device, gallery)
+    cal = load_calibration(model_dir, net)
+    with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
+        decision = do_verify(net, g, image, claim, threshold=threshold, calibration=cal)
+    data = decision.to_dict()
+    if fmt is OutputFormat.json:
+        emit(data, fmt)
+    else:
+        verdict = "[green]MATCH[/]" if decision.match else "[red]NO MATCH[/]"
+        est = f"  (est. FMR at this score {decision.estimated_fmr:.2g})" if decision.estimated_fmr is not None else ""
+        emit(data, fmt, f"{verdict}  {image} vs {claim!r}: score {decision.score:.4f}, "
+                        f"threshold {decision.threshold:.4f}{est}")
+    if exit_code and not decision.match:
+        raise typer.Exit(EXIT_NO_MATCH)
+
+
+def search(
+    images: Annotated[list[Path], typer.Argument(help="Probe image(s).", show_default=False)],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Identities to list per probe.")] = 5,
+    model: ModelOpt = None,
+    gallery: GalleryOpt = DEFAULT_GALLERY,
+    threshold: ThresholdOpt = None,
+    exit_code: ExitCodeOpt = False,
+    device: DeviceOpt = "auto",
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Who is this? Ranks the gallery's identities for each probe.
+
+    Open-set: when the best score is below the threshold (the model's calibration, or
+    --threshold) the answer is "unknown". Without any threshold the ranking is printed with no
+    decision.
+
+    Example: verikit search probe.jpg --top-k 3 --gallery people
+    """
+    from ..errors import ImageError
+    from ..index.gallery import Gallery
+    from ..pipeline.operations import search as do_search
+
+    net, model_dir = load_model(model, device, gallery)
+    cal = load_calibration(model_dir, net)
+    with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
+        results, failures = do_search(net, g, [str(p) for p in images], top_k=top_k, threshold=threshold,
+                                      calibration=cal)
+    for _, reason in failures:
+        warn(f"skipped {reason}")
+    if not results:
+        raise ImageError(failures[0][1] if failures else "no probe images")
+    if results[0].threshold is None:
+        warn("no threshold (no calibration.json and no --threshold): ranking only, no unknown decision")
+    if fmt is OutputFormat.json:
+        emit([r.to_dict() for r in results], fmt)
+    else:
+        from rich.table import Table
+        t = Table("probe", "answer", "rank", "identity", "score")
+        for r in results:
+            answer = r.identity if r.identity is not None else "[red]unknown[/]"
+            for rank, hit in enumerate(r.hits, 1):
+                t.add_row(r.probe if rank == 1 else "", answer if rank == 1 else "", str(rank), hit.identity,
+                          f"{hit.score:.4f}")
+        emit(None, fmt, t)
+    if failures:
+        raise typer.Exit(EXIT_PARTIAL)
+    if exit_code and any(r.identity is None for r in results):
+        raise typer.Exit(EXIT_NO_MATCH)

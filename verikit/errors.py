@@ -1,0 +1,43 @@
+"""The whole verikit exception tree.
+
+Every error a user can cause derives from :class:`VerikitError`; the CLI turns these into one
+line on stderr and exit status 1. Anything else escaping is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class VerikitError(Exception):
+    """Base class of every error verikit raises on purpose."""
+
+
+class ImageError(VerikitError):
+    """An input file is not a usable image (missing, corrupt, truncated, too large, not an image)."""
+
+
+class DataError(VerikitError):
+    """A dataset folder, pairs file or vector has the wrong shape or content."""
+
+
+class ModelError(VerikitError):
+    """A model directory is missing, malformed, or cannot be built."""
+
+
+class FingerprintMismatchError(VerikitError):
+    """An artifact (gallery, calibration) was made with a different model than the one given."""
+
+
+class GalleryError(VerikitError):
+    """A gallery is missing, malformed, or an operation on it is not allowed."""
+
+
+class IdentityNotFoundError(GalleryError):
+    """A named identity is not enrolled in the gallery."""
+
+
+class CalibrationError(VerikitError):
+    """No threshold is available, or a calibration file is malformed."""
+
+
+class PluginError(VerikitError):
+    """A plugin name is unknown, duplicated, or its import failed."""

@@ -1,0 +1,1 @@
+"""Vector indexes and the gallery of enrolled identities that owns them."""

@@ -1,0 +1,92 @@
+"""The default index backend: any ``faiss.index_factory`` string behind an ID map.
+
+Registered as ``faiss`` in ``verikit.index_backends``; ``faiss:Flat`` (exact inner product, the
+default), ``faiss:HNSW32`` or ``faiss:IVF1024,Flat`` name one. Vectors are unit length and scored
+by inner product, so scores are cosine similarities. The index is derived data: the gallery can
+always rebuild it from SQLite, which is why an index that cannot remove vectors is simply rebuilt.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GalleryError
+
+
+class FaissIndex:
+    """Inner-product search over (id, vector) pairs with faiss."""
+
+    def __init__(self, dim: int, factory: str = "Flat", *, index=None) -> None:
+        import faiss
+
+        self.dim = int(dim)
+        self.factory = factory or "Flat"
+        if index is None:
+            description = self.factory if self.factory.upper().startswith("IDMAP") else f"IDMap,{self.factory}"
+            try:
+                index = faiss.index_factory(self.dim, description, faiss.METRIC_INNER_PRODUCT)
+            except RuntimeError as exc:
+                raise GalleryError(f"faiss cannot build index {self.factory!r}: "
+                                   f"{str(exc).strip().splitlines()[-1]}") from exc
+        self.index = index
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def needs_training(self) -> bool:
+        return not self.index.is_trained
+
+    def train(self, vectors: np.ndarray) -> None:
+        if vectors.shape[0] == 0:
+            raise GalleryError(f"index {self.factory!r} needs training vectors, and the gallery is empty")
+        try:
+            self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
+        except RuntimeError as exc:
+            raise GalleryError(f"cannot train index {self.factory!r} on {vectors.shape[0]} vectors: "
+                               f"{str(exc).strip().splitlines()[-1]}") from exc
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
+                                np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> bool:
+        """Remove ids; return False when this index type cannot remove (caller rebuilds)."""
+        import faiss
+
+        try:
+            self.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+            return True
+        except RuntimeError:
+            return False
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids), each (Q, k); missing neighbours have id -1."""
+        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), int(k))
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically: a reader never sees half an index."""
+        import faiss
+
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path) -> None:
+        """Replace this index's contents with the index saved at ``path``."""
+        import faiss
+
+        index = faiss.read_index(str(path))
+        if index.d != self.dim:
+            raise GalleryError(f"index file '{path}' has dimension {index.d}, expected {self.dim}")
+        self.index = index
+
+
+def create(factory: str = "Flat", *, dim: int) -> FaissIndex:
+    """Entry-point factory: ``faiss[:FACTORY]``."""
+    return FaissIndex(dim, factory)

@@ -1,0 +1,1 @@
+"""Embedding models: backbone plugin -> embedding head -> L2-normalised vector."""

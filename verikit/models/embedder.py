@@ -1,0 +1,177 @@
+"""The Embedder: backbone plugin -> EmbeddingHead -> unit vector, and its on-disk format.
+
+A saved model is a directory holding ``config.json`` (backbone spec and options, head, embedding
+size, InputSpec, similarity, training summary) and ``model.safetensors``. Its fingerprint is the
+SHA-256 of both files' bytes; galleries and calibration files record it and refuse other models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from ..registry import backbones
+from ..structures import InputSpec
+from .heads import EmbeddingHead
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild an Embedder's architecture (weights live next to it)."""
+
+    backbone: str = "timm:resnet18"
+    backbone_options: dict[str, Any] = field(default_factory=dict)
+    embedding_size: int = 128
+    pooling: str = "avg"
+    input_spec: InputSpec = field(default_factory=InputSpec)
+    similarity: str = "cosine"
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_bytes(self) -> bytes:
+        data = {"format_version": FORMAT_VERSION, "backbone": self.backbone,
+                "backbone_options": self.backbone_options, "embedding_size": self.embedding_size,
+                "pooling": self.pooling, "input_spec": self.input_spec.to_dict(),
+                "similarity": self.similarity, "training": self.training}
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json_bytes(cls, raw: bytes, source: str) -> "ModelConfig":
+        try:
+            data = json.loads(raw)
+            if data.get("format_version") != FORMAT_VERSION:
+                raise ModelError(f"model config '{source}' has format_version "
+                                 f"{data.get('format_version')!r}; this verikit reads {FORMAT_VERSION}")
+            return cls(backbone=data["backbone"], backbone_options=dict(data.get("backbone_options", {})),
+                       embedding_size=int(data["embedding_size"]), pooling=data.get("pooling", "avg"),
+                       input_spec=InputSpec.from_dict(data["input_spec"]),
+                       similarity=data.get("similarity", "cosine"), training=dict(data.get("training", {})))
+        except ModelError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"model config '{source}' is malformed: {exc!r}") from exc
+
+
+def fingerprint_of(config_bytes: bytes, weights_bytes: bytes) -> str:
+    h = hashlib.sha256()
+    h.update(hashlib.sha256(config_bytes).digest())
+    h.update(hashlib.sha256(weights_bytes).digest())
+    return h.hexdigest()
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/``"auto"`` picks CUDA when present, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Embedder(nn.Module):
+    """Images in, L2-normalised embeddings out. Build with :meth:`build`, or :meth:`load` a saved one."""
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = backbone
+        self.head = EmbeddingHead(backbone.num_features, config.embedding_size, config.pooling)
+        self._fingerprint: str | None = None
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def build(cls, backbone: str = "timm:resnet18", *, embedding_size: int = 128, pooling: str = "avg",
+              input_spec: InputSpec | None = None, backbone_options: dict[str, Any] | None = None,
+              similarity: str = "cosine") -> "Embedder":
+        spec = input_spec or InputSpec()
+        options = dict(backbone_options or {})
+        net = backbones.create(backbone, in_chans=spec.channels, **options)
+        # Saved models carry their own weights: never ask the hub or a local file again on load.
+        options.pop("weights", None)
+        options.pop("pretrained", None)
+        cfg = ModelConfig(backbone=backbone, backbone_options=options, embedding_size=embedding_size,
+                          pooling=pooling, input_spec=spec, similarity=similarity)
+        return cls(cfg, net)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self.config.input_spec
+
+    @property
+    def embedding_size(self) -> int:
+        return self.config.embedding_size
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _serialise(self) -> tuple[bytes, bytes]:
+        from safetensors.torch import save
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        return self.config.to_json_bytes(), save(state)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over config.json and model.safetensors as they are (or would be) saved."""
+        if self._fingerprint is not None:
+            return self._fingerprint
+        value = fingerprint_of(*self._serialise())
+        if not self.training:  # weights still move while training: cache only frozen ones
+            self._fingerprint = value
+        return value
+
+    def save(self, directory: str | Path) -> str:
+        """Write ``config.json`` + ``model.safetensors`` atomically; return the fingerprint."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        config_bytes, weights_bytes = self._serialise()
+        for name, payload in ((WEIGHTS_FILE, weights_bytes), (CONFIG_FILE, config_bytes)):
+            tmp = out / f".{name}.tmp"
+            tmp.write_bytes(payload)
+            os.replace(tmp, out / name)
+        self._fingerprint = fingerprint_of(config_bytes, weights_bytes)
+        return self._fingerprint
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device | None = "cpu") -> "Embedder":
+        """Load a saved model directory; weights are read with safetensors (never pickle)."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_safetensors
+
+        d = Path(directory)
+        cfg_path, w_path = d / CONFIG_FILE, d / WEIGHTS_FILE
+        if not d.is_dir():
+            raise ModelError(f"model directory not found: '{d}' (train one with `verikit train`)")
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise ModelError(f"'{d}' is not a verikit model: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+        config_bytes, weights_bytes = cfg_path.read_bytes(), w_path.read_bytes()
+        config = ModelConfig.from_json_bytes(config_bytes, str(cfg_path))
+        net = backbones.create(config.backbone, in_chans=config.input_spec.channels, **config.backbone_options)
+        model = cls(config, net)
+        try:
+            state = load_safetensors(weights_bytes)
+            model.load_state_dict(state, strict=True)
+        except (SafetensorError, RuntimeError) as exc:
+            raise ModelError(f"weights in '{w_path}' do not fit {config.backbone}: "
+                             f"{str(exc).splitlines()[0]}") from exc
+        model._fingerprint = fingerprint_of(config_bytes, weights_bytes)
+        model.eval()
+        return model.to(resolve_device(device))
+
+    def train(self, mode: bool = True) -> "Embedder":
+        if mode:  # weights are about to change: the cached fingerprint would lie
+            self._fingerprint = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any):  # weights changed: fingerprint is stale
+        self._fingerprint = None
+        return super().load_state_dict(*args, **kwargs)

@@ -1,0 +1,56 @@
+"""Embedding heads: feature map -> pooled vector -> projection -> batch-norm -> unit vector."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class GeM(nn.Module):
+    """Generalised-mean pooling with a learnable exponent (Radenovic et al., 2018)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.p = nn.Parameter(torch.tensor(float(p)))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1)).pow(1.0 / self.p)
+
+
+POOLINGS = ("avg", "gem", "max")
+
+
+class EmbeddingHead(nn.Module):
+    """Pool a ``(B, F, h, w)`` feature map into an L2-normalised ``(B, D)`` embedding.
+
+    The batch-norm before normalisation (the "BNNeck" of re-identification work) keeps the
+    embedding centred so cosine similarity uses the whole sphere.
+    """
+
+    def __init__(self, in_features: int, embedding_size: int = 128, pooling: str = "avg",
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if embedding_size < 2:
+            raise ValueError("embedding_size must be at least 2")
+        self.pooling = pooling
+        self.pool = GeM() if pooling == "gem" else None
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.proj = nn.Linear(in_features, embedding_size, bias=False)
+        self.bn = nn.BatchNorm1d(embedding_size)
+
+    def pooled(self, features: torch.Tensor) -> torch.Tensor:
+        if features.ndim == 2:  # backbones that already pool
+            return features
+        if self.pooling == "gem":
+            return self.pool(features)
+        if self.pooling == "max":
+            return features.amax(dim=(-2, -1))
+        return features.mean(dim=(-2, -1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.bn(self.proj(self.dropout(self.pooled(features))))
+        return F.normalize(x, dim=1)

@@ -1,0 +1,85 @@
+"""Batched embedding of image files: DataLoader decoding in parallel with the forward pass.
+
+Decoding runs in worker processes while the model runs in the main one, which is what keeps
+``verikit enroll`` close to the speed of the bare model forward (see benchmarks/bench_enroll.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from .embedder import Embedder
+from .preprocess import ImageFiles, collate_skipping_failures, to_tensor_transform
+
+
+@dataclass(frozen=True)
+class EmbeddedFiles:
+    """Embeddings of the files that loaded, and the reasons the others did not."""
+
+    paths: list[Path]              # files that were embedded, in input order
+    embeddings: np.ndarray         # (len(paths), D) float32, L2-normalised
+    failures: list[tuple[Path, str]]
+
+
+def default_workers() -> int:
+    """One decode worker per spare core; none on a single core (a worker would only compete)."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def embed_files(model: Embedder, paths: Sequence[str | Path], *, batch_size: int = 64,
+                num_workers: int | None = None, progress: Callable[[int], None] | None = None,
+                max_pixels: int | None = None) -> EmbeddedFiles:
+    """Embed image files in batches. Bad files are skipped and reported, never fatal here.
+
+    ``progress`` is called with the number of files finished after each batch.
+    """
+    paths = [Path(p) for p in paths]
+    device = _device_of(model)
+    workers = default_workers() if num_workers is None else num_workers
+    dataset = ImageFiles(paths, to_tensor_transform(model.input_spec), max_pixels=max_pixels)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False,
+                        collate_fn=collate_skipping_failures, pin_memory=device.type == "cuda",
+                        persistent_workers=False, prefetch_factor=4 if workers else None)
+    was_training = model.training
+    model.eval()
+    kept: list[tuple[int, np.ndarray]] = []
+    failures: list[tuple[int, str]] = []
+    with torch.inference_mode():
+        for idx, batch, bad in loader:
+            failures.extend(bad)
+            if batch is not None:
+                out = model(batch.to(device, non_blocking=True)).float().cpu().numpy()
+                kept.extend(zip(idx.tolist(), out))
+            if progress is not None:
+                progress(len(idx) + len(bad))
+    model.train(was_training)
+    kept.sort(key=lambda t: t[0])
+    emb = np.stack([e for _, e in kept]).astype(np.float32) if kept else np.zeros((0, model.embedding_size), np.float32)
+    return EmbeddedFiles([paths[i] for i, _ in kept], emb, [(paths[i], r) for i, r in sorted(failures)])
+
+
+def embed_images(model: Embedder, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
+    """Embed already-loaded PIL images (RGB). Returns (N, D) float32."""
+    transform = to_tensor_transform(model.input_spec)
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    outs = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = torch.stack([transform(im) for im in images[start:start + batch_size]]).to(device)
+            outs.append(model(x).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.embedding_size), np.float32)

@@ -1,0 +1,61 @@
+"""Turning loaded images into model inputs, exactly as the model's InputSpec says.
+
+Training (with augmentation) and inference share :func:`to_tensor_transform`, so a model always
+sees images prepared the same way it was trained on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2 as T
+
+from ..errors import ImageError
+from ..io import load_image
+from ..structures import InputSpec
+
+INTERPOLATION = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
+                  "nearest": T.InterpolationMode.NEAREST}
+
+
+def to_tensor_transform(spec: InputSpec, augment: Sequence[torch.nn.Module] = ()) -> T.Compose:
+    """PIL RGB image -> normalised float tensor of shape (channels, height, width)."""
+    steps: list[torch.nn.Module] = [T.ToImage()]
+    if spec.channels == 1:
+        steps.append(T.Grayscale(num_output_channels=1))
+    steps += [T.Resize(spec.size, interpolation=INTERPOLATION[spec.interpolation], antialias=True),
+              *augment, T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)]
+    return T.Compose(steps)
+
+
+class ImageFiles(Dataset):
+    """Image files as model inputs. A file that fails to load yields ``None`` and its reason,
+    so one bad file in a batch job is reported instead of stopping the job."""
+
+    def __init__(self, paths: Sequence[str | Path], transform: T.Compose, max_pixels: int | None = None) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.transform = transform
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            kwargs = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
+            return i, self.transform(load_image(self.paths[i], **kwargs)), None
+        except ImageError as exc:
+            return i, None, str(exc)
+
+
+def collate_skipping_failures(batch):
+    """Stack the good items; pass failures through as (index, reason) pairs."""
+    good = [(i, x) for i, x, err in batch if err is None]
+    bad = [(i, err) for i, _, err in batch if err is not None]
+    if good:
+        idx = torch.tensor([i for i, _ in good])
+        return idx, torch.stack([x for _, x in good]), bad
+    return torch.empty(0, dtype=torch.long), None, bad

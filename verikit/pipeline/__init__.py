@@ -1,0 +1,1 @@
+"""enroll, verify and search: the glue between image files, the embedder and the gallery."""
