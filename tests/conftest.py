@@ -18,3 +18,60 @@ def shared_data() -> Path:
     if not data.is_dir():
         pytest.skip(f"real data not found at {data}; set VERIKIT_DATA")
     return data
+
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED_ORL = REPO / "data" / "orl_faces"
+
+
+@pytest.fixture(scope="session")
+def orl() -> Path:
+    """The ORL faces bundled with the project (always present in a clone)."""
+    assert BUNDLED_ORL.is_dir(), "data/orl_faces is part of the repository"
+    return BUNDLED_ORL
+
+
+def make_pattern_image(path: Path, identity: int, variant: int, size: int = 48, mode: str = "RGB") -> Path:
+    """A synthetic 'face': an identity-specific colour/stripe pattern plus per-image noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(1000 * identity + variant)
+    yy, xx = np.mgrid[0:size, 0:size]
+    base = np.stack([(np.sin(xx / (2 + identity) + c) * 0.5 + 0.5) * (60 + 40 * c) + identity * 17 % 255
+                     for c in range(3)], axis=-1)
+    img = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype("uint8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).convert(mode).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_faces(tmp_path_factory) -> Path:
+    """people/<idN>/<k>.png: 4 identities x 4 images, plus a non-image file to be skipped."""
+    root = tmp_path_factory.mktemp("people")
+    for i in range(4):
+        for k in range(4):
+            make_pattern_image(root / f"id{i}" / f"{k}.png", i, k)
+    (root / "id0" / "notes.info").write_text("not an image")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved random-weight model small enough for unit tests (timm's test_resnet, 32 px)."""
+    from verikit.models.embedder import Embedder
+    from verikit.structures import InputSpec
+
+    import torch
+    torch.manual_seed(0)
+    model = Embedder.build("timm:test_resnet", embedding_size=16, input_spec=InputSpec(size=(32, 32))).eval()
+    out = tmp_path_factory.mktemp("model")
+    model.save(out)
+    return out
+
+
+@pytest.fixture()
+def tiny_model(tiny_model_dir):
+    from verikit.models.embedder import Embedder
+    return Embedder.load(tiny_model_dir)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set, Sized
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -118,7 +118,8 @@ def _fraction(x: Any, name: str) -> float:
 
 
 def _labels(labels: Any, name: str, n: int) -> list:
-    if isinstance(labels, (str, bytes)) or not isinstance(labels, (Sequence, np.ndarray)):
+    ordered = isinstance(labels, Sized) and isinstance(labels, Iterable)
+    if not ordered or isinstance(labels, (str, bytes, Mapping, Set)):
         raise DataError(f"{name} must be a sequence of labels, got {type(labels).__name__}")
     if isinstance(labels, np.ndarray) and labels.ndim != 1:
         raise DataError(f"{name} must be 1-D, got shape {labels.shape}")
@@ -219,13 +220,14 @@ def roc(genuine: Any, impostor: Any) -> RocCurve:
     """
     g = np.sort(_scores(genuine, "genuine"))
     i = np.sort(_scores(impostor, "impostor"))
+    n_g, n_i = g.size, i.size
     values, acc_g, acc_i = _roc_counts(g, i)
-    del g, i
+    del g, i  # free the sorted copies before the outputs are allocated
     thresholds = _prepend_reversed(np.inf, values)
     fmr = _prepend_reversed(0.0, acc_i)
-    fmr[1:] /= acc_i[0]  # the lowest observed score accepts every impostor
+    fmr[1:] /= n_i
     tmr = _prepend_reversed(0.0, acc_g)
-    tmr[1:] /= acc_g[0]
+    tmr[1:] /= n_g
     return RocCurve._trusted(thresholds, fmr, tmr)
 
 
@@ -489,7 +491,8 @@ class OpenSetRates:
 
 def _open_set_parts(similarity: Any, probe_labels: Any, gallery_labels: Any
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(true-identity score if correct at rank 1 else -inf, per mated probe; top score per non-mated)."""
+    """Per mated probe: its true-identity score and whether that identity is alone at rank 1;
+    per non-mated probe: its top gallery score. All scores as float64."""
     ids, probes, index, sim = _prepare_identification(similarity, probe_labels, gallery_labels)
     mated = np.fromiter((lab in index for lab in probes), dtype=bool, count=len(probes))
     rows = np.flatnonzero(mated)
@@ -498,15 +501,14 @@ def _open_set_parts(similarity: Any, probe_labels: Any, gallery_labels: Any
     true_scores = m_ids[np.arange(rows.size), true_codes].astype(np.float64)
     # Correct at rank 1 only when the true identity strictly beats every other identity.
     correct = np.count_nonzero(m_ids >= true_scores[:, None], axis=1) == 1
-    mated_scores = np.where(correct, true_scores, -np.inf)
     non_mated_top = sim[~mated].max(axis=1).astype(np.float64) if (~mated).any() else np.empty(0)
-    return mated_scores, non_mated_top, mated
+    return true_scores, correct, non_mated_top
 
 
-def _rates(mated_scores: np.ndarray, non_mated_top: np.ndarray, t: float) -> OpenSetRates:
+def _rates(true_scores: np.ndarray, correct: np.ndarray, non_mated_top: np.ndarray, t: float) -> OpenSetRates:
     t64 = np.float64(t)
-    n_m, n_n = mated_scores.size, non_mated_top.size
-    dir_ = np.count_nonzero(mated_scores >= t64) / n_m if n_m else math.nan
+    n_m, n_n = true_scores.size, non_mated_top.size
+    dir_ = np.count_nonzero(correct & (true_scores >= t64)) / n_m if n_m else math.nan
     fpir = np.count_nonzero(non_mated_top >= t64) / n_n if n_n else math.nan
     return OpenSetRates(threshold=float(t), dir=float(dir_), fpir=float(fpir), fnir=float(1.0 - dir_),
                         n_mated=int(n_m), n_non_mated=int(n_n))
@@ -526,8 +528,8 @@ def open_set_rates(similarity: Any, probe_labels: Any, gallery_labels: Any, thre
     (0.5, 0.5, 0.5)
     """
     t = _real(threshold, "threshold", allow_inf=True)
-    mated_scores, non_mated_top, _ = _open_set_parts(similarity, probe_labels, gallery_labels)
-    return _rates(mated_scores, non_mated_top, t)
+    true_scores, correct, non_mated_top = _open_set_parts(similarity, probe_labels, gallery_labels)
+    return _rates(true_scores, correct, non_mated_top, t)
 
 
 def dir_at_fpir(similarity: Any, probe_labels: Any, gallery_labels: Any, target_fpir: float) -> OpenSetRates:
@@ -542,11 +544,11 @@ def dir_at_fpir(similarity: Any, probe_labels: Any, gallery_labels: Any, target_
     (0.5, 0.5)
     """
     target = _fraction(target_fpir, "target_fpir")
-    mated_scores, non_mated_top, _ = _open_set_parts(similarity, probe_labels, gallery_labels)
+    true_scores, correct, non_mated_top = _open_set_parts(similarity, probe_labels, gallery_labels)
     if non_mated_top.size == 0:
         raise DataError("dir_at_fpir needs non-mated probes (probe labels absent from the gallery)")
     t = float(_thresholds_at_fmrs(non_mated_top, [target])[0])
-    return _rates(mated_scores, non_mated_top, t)
+    return _rates(true_scores, correct, non_mated_top, t)
 
 
 # --------------------------------------------------------------------------- uncertainty
@@ -577,7 +579,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     denom = 1.0 + z2n
     centre = (p + z2n / 2) / denom
     half = z * math.sqrt(p * (1 - p) / n_ + z2n / (4 * n_)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if s == 0 else max(0.0, centre - half)
+    hi = 1.0 if s == n_ else min(1.0, centre + half)
+    return lo, hi
 
 
 def clopper_pearson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

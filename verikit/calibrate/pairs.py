@@ -8,7 +8,7 @@ the two returned ``float32`` arrays (``n * (n - 1) / 2`` scores in all).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set, Sized
 from typing import Any
 
 import numpy as np
@@ -43,7 +43,8 @@ def _embeddings(x: Any, name: str, min_rows: int) -> np.ndarray:
 
 def _codes(labels: Any, name: str, n: int, index: dict) -> np.ndarray:
     """Integer codes for hashable labels, shared across calls through ``index``."""
-    if isinstance(labels, (str, bytes)) or not isinstance(labels, (Sequence, np.ndarray)):
+    ordered = isinstance(labels, Sized) and isinstance(labels, Iterable)
+    if not ordered or isinstance(labels, (str, bytes, Mapping, Set)):
         raise DataError(f"{name} must be a sequence of labels, got {type(labels).__name__}")
     if isinstance(labels, np.ndarray) and labels.ndim != 1:
         raise DataError(f"{name} must be 1-D, got shape {labels.shape}")

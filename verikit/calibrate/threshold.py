@@ -87,8 +87,8 @@ class Calibration:
 def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_fmr: float, fingerprint: str,
               data: dict[str, Any] | None = None) -> Calibration:
     """The lowest threshold whose false-match rate on ``impostor`` is at most ``target_fmr``."""
-    genuine = np.asarray(genuine, dtype=np.float64)
-    impostor = np.asarray(impostor, dtype=np.float64)
+    # Keep the scores' own dtype: the threshold is then exact in the precision scores are compared in.
+    genuine, impostor = np.asarray(genuine), np.asarray(impostor)
     t = threshold_at_fmr(impostor, target_fmr)
     fmr, fnmr = fmr_fnmr_at(genuine, impostor, t)
     n_g, n_i = len(genuine), len(impostor)

@@ -68,7 +68,7 @@ def progress_bar(description: str, total: int | None, quiet: bool = False) -> It
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    if quiet:
+    if quiet or not err_console.is_terminal:  # a log file gets no bar redrawn line by line
         yield lambda n=1: None
         return
     with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -40,7 +40,7 @@ def enroll(
     """
     from ..errors import DataError
     from ..io import scan_identity_folders
-    from ..pipeline.operations import enroll as do_enroll, open_gallery_for
+    from ..pipeline.operations import commit_enrollment, open_gallery_for, prepare_enrollment
 
     if from_folder is not None:
         if name or images:
@@ -53,19 +53,29 @@ def enroll(
         if not name or not images:
             raise typer.BadParameter("give NAME and at least one IMAGE, or --from-folder DIR")
         todo = {name: [str(p) for p in images]}
-    model_dir = model
-    net, model_dir = load_model(model_dir, device, gallery if (gallery / "gallery.sqlite").exists() else None)
-    total = sum(len(v) for v in todo.values())
-    with open_gallery_for(net, gallery, create=True, index=index, model_path=str(Path(model_dir).resolve())) as g:
+    existing = (gallery / "gallery.sqlite").exists()
+    net, model_dir = load_model(model, device, gallery if existing else None)
+    # Open an existing gallery first, so another model's gallery is refused before any embedding.
+    g = open_gallery_for(net, gallery) if existing else None
+    try:
+        total = sum(len(v) for v in todo.values())
         with progress_bar(f"embedding {total} image(s)", total, quiet) as advance:
-            report = do_enroll(net, g, todo, batch_size=batch_size, progress=advance)
-        info_line = g.info()
-    for path, reason in report.failures:
+            prepared = prepare_enrollment(net, todo, batch_size=batch_size, progress=advance)
+        if not prepared.templates:  # nothing to store: do not even create the gallery
+            failures = prepared.report.failures
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise DataError(f"nothing enrolled: {failures[0][1] if failures else 'no images'}{more}")
+        if g is None:
+            g = open_gallery_for(net, gallery, create=True, index=index, model_path=str(Path(model_dir).resolve()))
+        report = commit_enrollment(g, prepared)
+        summary = g.info()
+    finally:
+        if g is not None:
+            g.close()
+    for _, reason in report.failures:
         warn(f"skipped {reason}")
-    if not report.enrolled:
-        raise DataError(f"nothing enrolled: none of the {total} image(s) could be read")
-    result = {**report.to_dict(), "gallery": {"path": str(gallery), "identities": info_line["identities"],
-                                              "templates": info_line["templates"]}}
+    result = {**report.to_dict(), "gallery": {"path": str(gallery), "identities": summary["identities"],
+                                              "templates": summary["templates"]}}
     if fmt is OutputFormat.json:
         emit(result, fmt)
     else:
@@ -74,6 +84,6 @@ def enroll(
         for n, c in sorted(report.enrolled.items()):
             t.add_row(n, str(c))
         emit(result, fmt, t)
-        info(f"gallery now holds {info_line['identities']} identities, {info_line['templates']} templates")
+        info(f"gallery now holds {summary['identities']} identities, {summary['templates']} templates")
     if report.failures:
         raise typer.Exit(EXIT_PARTIAL)

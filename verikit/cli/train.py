@@ -80,6 +80,8 @@ def run_with_progress(data_dir: Path, cfg, quiet: bool, split=None):
 
     if quiet:
         return run_training(data_dir, cfg, split=split)
+    if not err_console.is_terminal:  # logs get one line per epoch, no redrawn bars
+        return run_training(data_dir, cfg, split=split, on_epoch=lambda r: info(_epoch_line(r)))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[status]}"), console=err_console) as bar:
         task = bar.add_task("loading images", total=None, status="")
@@ -92,10 +94,13 @@ def run_with_progress(data_dir: Path, cfg, quiet: bool, split=None):
                        status=f"loss {loss:.4f}")
 
         def on_epoch(r) -> None:
-            val = f"val EER {r.val_eer:.2%}" if r.val_eer is not None else "no validation set"
-            bar.console.print(f"epoch {r.epoch:>3}: loss {r.loss:.4f}  {val}  {r.images_per_s:.0f} img/s  "
-                              f"{r.seconds:.1f}s", highlight=False)
+            bar.console.print(_epoch_line(r), highlight=False, markup=False)
             if r.epoch < cfg.epochs:
                 bar.reset(task, description=f"epoch {r.epoch + 1}/{cfg.epochs}", status="")
 
         return run_training(data_dir, cfg, on_step=on_step, on_epoch=on_epoch, on_loaded=on_loaded, split=split)
+
+
+def _epoch_line(r) -> str:
+    val = f"val EER {r.val_eer:.2%}" if r.val_eer is not None else "no validation set"
+    return f"epoch {r.epoch:>3}: loss {r.loss:.4f}  {val}  {r.images_per_s:.0f} img/s  {r.seconds:.1f}s"

@@ -25,12 +25,15 @@ class FaissIndex:
         self.dim = int(dim)
         self.factory = factory or "Flat"
         if index is None:
-            description = self.factory if self.factory.upper().startswith("IDMAP") else f"IDMap,{self.factory}"
             try:
-                index = faiss.index_factory(self.dim, description, faiss.METRIC_INNER_PRODUCT)
+                index = faiss.index_factory(self.dim, self.factory, faiss.METRIC_INNER_PRODUCT)
             except RuntimeError as exc:
                 raise GalleryError(f"faiss cannot build index {self.factory!r}: "
                                    f"{str(exc).strip().splitlines()[-1]}") from exc
+            # IVF indexes keep ids themselves. Wrapping them in IndexIDMap would corrupt ids on
+            # removal (IDMap compacts its id table, IVF does not shift); every other index needs it.
+            if faiss.try_extract_index_ivf(index) is None and not isinstance(index, faiss.IndexIDMap):
+                index = faiss.IndexIDMap(index)
         self.index = index
 
     @property

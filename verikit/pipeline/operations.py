@@ -46,26 +46,47 @@ def open_gallery_for(model: Embedder, path: str | Path, *, create: bool = False,
     return Gallery.open(path, fingerprint=model.fingerprint)
 
 
-def enroll(model: Embedder, gallery: Gallery, images: Mapping[str, Sequence[str | Path]], *,
-           batch_size: int = 64, num_workers: int | None = None,
-           progress: Callable[[int], None] | None = None) -> EnrollReport:
-    """Embed every identity's images and enroll them all in a single gallery transaction."""
+@dataclass
+class Enrollment:
+    """Embedded, not yet stored: templates (and sources) per identity, plus what failed."""
+
+    templates: dict[str, tuple[np.ndarray, list[str]]]
+    report: EnrollReport
+
+
+def prepare_enrollment(model: Embedder, images: Mapping[str, Sequence[str | Path]], *, batch_size: int = 64,
+                       num_workers: int | None = None,
+                       progress: Callable[[int], None] | None = None) -> Enrollment:
+    """Embed every identity's images (the slow part), touching no gallery yet."""
     flat = [(name, Path(p)) for name, paths in images.items() for p in paths]
     if not flat:
         raise DataError("nothing to enroll: no images given")
     out = embed_files(model, [p for _, p in flat], batch_size=batch_size, num_workers=num_workers, progress=progress)
     # Look results up by path: a file listed twice was embedded twice, identically.
     position = {p: i for i, p in enumerate(out.paths)}
-    batch: dict[str, tuple[list[np.ndarray], list[str]]] = {}
+    grouped: dict[str, tuple[list[np.ndarray], list[str]]] = {}
     for name, p in flat:
         if p in position:
-            vecs, srcs = batch.setdefault(name, ([], []))
+            vecs, srcs = grouped.setdefault(name, ([], []))
             vecs.append(out.embeddings[position[p]])
             srcs.append(str(p))
-    report = EnrollReport(failures=list(out.failures),
-                          skipped_identities=sorted(set(images) - set(batch)))
-    if batch:
-        report.enrolled = gallery.add_many({n: (np.stack(v), s) for n, (v, s) in batch.items()})
+    report = EnrollReport(failures=list(out.failures), skipped_identities=sorted(set(images) - set(grouped)))
+    return Enrollment({n: (np.stack(v), s) for n, (v, s) in grouped.items()}, report)
+
+
+def enroll(model: Embedder, gallery: Gallery, images: Mapping[str, Sequence[str | Path]], *,
+           batch_size: int = 64, num_workers: int | None = None,
+           progress: Callable[[int], None] | None = None) -> EnrollReport:
+    """Embed every identity's images and enroll them all in a single gallery transaction."""
+    prepared = prepare_enrollment(model, images, batch_size=batch_size, num_workers=num_workers, progress=progress)
+    return commit_enrollment(gallery, prepared)
+
+
+def commit_enrollment(gallery: Gallery, prepared: Enrollment) -> EnrollReport:
+    """Store prepared templates: one transaction, all identities or none."""
+    report = prepared.report
+    if prepared.templates:
+        report.enrolled = gallery.add_many(prepared.templates)
     return report
 
 
