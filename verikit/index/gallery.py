@@ -275,36 +275,37 @@ class Gallery:
                 raise DataError(f"identity {name!r}: {len(v)} vectors but {len(src)} sources")
             prepared.append((name, v, src))
         now = time.time()
-        added_ids: list[np.ndarray] = []
         with self._write() as cur:
+            # Template ids are given explicitly, continuing AUTOINCREMENT's sequence (we hold the
+            # write lock), so the index learns exactly the ids SQLite stores.
+            seq = cur.execute("SELECT seq FROM sqlite_sequence WHERE name='templates'").fetchone()
+            first_id = (seq[0] if seq else 0) + 1
+            rows = []
+            next_id = first_id
             for name, v, src in prepared:
                 row = cur.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()
                 meta = dict((metadata or {}).get(name) or {})
                 if row is None:
                     cur.execute("INSERT INTO identities(name, metadata, created_at) VALUES (?, ?, ?)",
                                 (name, json.dumps(meta), now))
-                    ident = cur.lastrowid
-                    action = "enroll"
+                    ident, action = cur.lastrowid, "enroll"
                 else:
-                    ident = row[0]
-                    action = "add_templates"
+                    ident, action = row[0], "add_templates"
                     if meta:
                         self._merge_metadata(cur, ident, meta)
-                first = None
-                for vec, s in zip(v, src):
-                    cur.execute("INSERT INTO templates(identity_id, source, vector, created_at) VALUES (?, ?, ?, ?)",
-                                (ident, s, vec.tobytes(), now))
-                    first = first or cur.lastrowid
-                # AUTOINCREMENT ids inside one transaction are consecutive.
-                added_ids.append(np.arange(first, first + len(v), dtype=np.int64))
+                rows.append((next_id, ident, v, src))
+                next_id += len(v)
                 cur.execute("UPDATE identities SET n_templates = n_templates + ? WHERE id=?", (len(v), ident))
                 self._audit(cur, action, name, {"templates": len(v), "sources": [s for s in src if s][:20]})
+            cur.executemany("INSERT INTO templates(id, identity_id, source, vector, created_at) VALUES (?, ?, ?, ?, ?)",
+                            ((start + j, ident, s, vec.tobytes(), now)
+                             for start, ident, v, src in rows for j, (vec, s) in enumerate(zip(v, src))))
         # Committed: mirror into the index. A crash before flush() leaves a stale index, rebuilt on open.
         if self._index.needs_training:
             self.rebuild_index()
         else:
-            for ids, (_, v, _) in zip(added_ids, prepared):
-                self._index.add(ids, v)
+            vectors = prepared[0][1] if len(prepared) == 1 else np.concatenate([v for _, v, _ in prepared])
+            self._index.add(np.arange(first_id, next_id, dtype=np.int64), vectors)
             self._index_dirty = True
         return {name: len(v) for name, v, _ in prepared}
 

@@ -17,7 +17,7 @@ from torchvision.transforms import v2 as T
 
 from ..errors import DataError, ImageError
 from ..io import FolderScan, load_image
-from ..models.preprocess import INTERPOLATION
+from ..models.preprocess import INTERPOLATION, SingleThreaded
 from ..structures import InputSpec
 
 
@@ -74,9 +74,11 @@ class LabelledImages(Dataset):
         self.spec = spec
         self.names = sorted({n for n, _ in items})
         index = {n: i for i, n in enumerate(self.names)}
-        self.base = T.Compose([T.ToImage(), *([T.Grayscale(1)] if spec.channels == 1 else []),
-                               T.Resize(spec.size, interpolation=INTERPOLATION[spec.interpolation], antialias=True)])
-        self.finish = T.Compose([*augment, T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)])
+        self.base = SingleThreaded(T.Compose([
+            T.ToImage(), *([T.Grayscale(1)] if spec.channels == 1 else []),
+            T.Resize(spec.size, interpolation=INTERPOLATION[spec.interpolation], antialias=True)]))
+        self.finish = SingleThreaded(
+            T.Compose([*augment, T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)]))
         self.paths: list[Path] = []
         self.labels: list[int] = []
         self.cache: list[torch.Tensor] | None = [] if cache else None
