@@ -1,0 +1,228 @@
+"""``verikit benchmark``: evaluate a model on a verification or identification protocol.
+
+A Typer group (``pairs``, ``lfw``, ``folder``, ``identify``); other command modules and plugins
+may add sub-commands to ``app``. Each command parses its protocol, runs it through the model
+(:mod:`verikit.calibrate.benchmark`), prints the result and, with ``--report DIR``, writes
+``result.json`` + ``scores.npz`` and the HTML/JSON/figure report there.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from .common import (EXIT_PARTIAL, BatchOpt, DeviceOpt, FormatOpt, OutputFormat, QuietOpt, emit, info,
+                     progress_bar, warn)
+
+app = typer.Typer(help="Evaluate a model on a protocol: TAR at FAR with intervals, EER, ROC/DET, reports.",
+                  no_args_is_help=True)
+
+
+class Norm(str, Enum):
+    none = "none"
+    z = "z"
+    t = "t"
+    s = "s"
+    adaptive = "as"
+
+
+ModelReq = Annotated[Path, typer.Option("--model", "-m", envvar="VERIKIT_MODEL", show_default=False,
+                                        help="Model directory.")]
+ReportOpt = Annotated[Optional[Path], typer.Option(
+    "--report", show_default=False, help="Write result.json, scores.npz, report.html, report.json and figures here.")]
+CacheOpt = Annotated[Optional[Path], typer.Option(
+    "--cache", show_default=False, help="Embedding cache folder (keyed by model fingerprint, file path, size, mtime).")]
+NormOpt = Annotated[Norm, typer.Option("--norm", help="Score normalisation against --cohort: z, t, s (symmetric) "
+                                                      "or as (adaptive S-norm, top-k cohort).")]
+CohortOpt = Annotated[Optional[Path], typer.Option(
+    "--cohort", show_default=False, help="Cohort for --norm: a folder of images of identities NOT under test.")]
+TopKOpt = Annotated[int, typer.Option("--top-k", min=1, help="Cohort size kept per side for --norm as.")]
+FarOpt = Annotated[float, typer.Option("--far", min=1e-9, max=1.0,
+                                       help="Operating point for the report's histogram threshold.")]
+BootOpt = Annotated[int, typer.Option("--bootstrap", min=0, help="Subject-bootstrap replicates (0: none).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for bootstrap (and impostor sampling).")]
+NameOpt = Annotated[Optional[str], typer.Option("--name", show_default=False,
+                                                help="Run name in reports (default: the model folder's name).")]
+RootOpt = Annotated[Optional[Path], typer.Option("--root", show_default=False,
+                                                 help="Folder the protocol's paths are relative to.")]
+
+
+def _table(result: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    v = result["verification"]
+    t = Table(title=f"{result['name']}: {v['n_genuine']:,} genuine / {v['n_impostor']:,} impostor pairs, "
+                    f"{v['n_subjects']} subjects")
+    for col in ("FAR", "threshold", "TAR", "Wilson 95%", "subject bootstrap 95%", "supported"):
+        t.add_column(col, justify="right")
+    for r in v["tar_at_far"]:
+        boot = r["tar_bootstrap_ci"]
+        if r["supported"]:
+            t.add_row(f"{r['far']:g}", f"{r['threshold']:.5f}", f"{r['tar']:.4f}",
+                      f"[{r['tar_interval'][0]:.4f}, {r['tar_interval'][1]:.4f}]",
+                      f"[{boot[0]:.4f}, {boot[1]:.4f}]" if boot else "n/a", "yes")
+        else:
+            t.add_row(f"{r['far']:g}", "-", "-", "-", "-", f"no (< {v['min_supported_far']:.2g})")
+    e = v["eer"]
+    ci = e["bootstrap_ci"]
+    caption = f"EER {100 * e['value']:.2f}% at threshold {e['threshold']:.5f}"
+    caption += f" [{100 * ci[0]:.2f}%, {100 * ci[1]:.2f}%]" if ci else ""
+    caption += f"; AUC {v['auc']:.4f}"
+    if result.get("folds"):
+        f = result["folds"]
+        caption += f"; {f['folds']}-fold accuracy {100 * f['mean']:.2f}% +- {100 * f['std_error']:.2f}% (SE)"
+    t.caption = caption
+    return t
+
+
+def _run_and_render(protocol: Any, model: Path, *, report: Optional[Path], cache: Optional[Path], norm: Norm,
+                    cohort: Optional[Path], top_k: int, far: float, n_boot: int, seed: int, name: Optional[str],
+                    batch_size: int, device: str, fmt: OutputFormat, quiet: bool) -> None:
+    from ..calibrate.benchmark import run_pairs
+    from ..errors import DataError
+    from ..models.embedder import Embedder
+
+    if norm is not Norm.none and cohort is None:
+        raise DataError("--norm needs --cohort DIR (a folder of images of identities not under test)")
+    cohort_files = None
+    if cohort is not None and norm is not Norm.none:
+        from ..io import list_images
+        cohort_files = list_images(cohort)[0]
+    net = Embedder.load(model, device=device)
+    with progress_bar(f"embedding {len(protocol.files)} file(s)", len(protocol.files), quiet) as advance:
+        result, scores = run_pairs(net, protocol, model_path=str(model), name=name, cache_dir=cache,
+                                   norm=None if norm is Norm.none else norm.value, cohort_files=cohort_files,
+                                   top_k=top_k, n_boot=n_boot, seed=seed, batch_size=batch_size, progress=advance)
+    _finish(result, scores, report, far, n_boot, seed, fmt)
+
+
+def _finish(result: dict[str, Any], scores: Any, report: Optional[Path], far: float, n_boot: int, seed: int,
+            fmt: OutputFormat) -> None:
+    for item in result["skipped"]["files"]:
+        warn(f"skipped {item['path']}: {item['reason']}")
+    if result["skipped"]["pairs"]:
+        warn(f"{result['skipped']['pairs']} pair(s) dropped because a file could not be embedded")
+    if report is not None:
+        from ..report.build import write_report
+        from ..report.results import load_run, write_run
+
+        path = write_run(report, result, scores)
+        paths = write_report([load_run(path)], report, far=far, n_boot=n_boot, seed=seed)
+        info(f"report: {paths['html']}")
+    if fmt is OutputFormat.json:
+        emit(result, fmt)
+    elif result.get("verification"):
+        emit(result, fmt, _table(result))
+    else:
+        emit(result["identification"], fmt)
+    if result["skipped"]["files"]:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command("pairs")
+def pairs(
+    pairs_file: Annotated[Path, typer.Option("--pairs", "-p", show_default=False,
+                                             help="CSV of path_a,path_b,label (label 1/0, true/false, same/different, "
+                                                  "yes/no; header optional).")],
+    model: ModelReq, root: RootOpt = None, report: ReportOpt = None, cache: CacheOpt = None,
+    norm: NormOpt = Norm.none, cohort: CohortOpt = None, top_k: TopKOpt = 300, far: FarOpt = 1e-3,
+    n_boot: BootOpt = 1000, seed: SeedOpt = 0, name: NameOpt = None, batch_size: BatchOpt = 64,
+    device: DeviceOpt = "auto", fmt: FormatOpt = OutputFormat.table, quiet: QuietOpt = False,
+) -> None:
+    """Verification on a pairs CSV (path_a,path_b,label).
+
+    Paths are relative to --root (default: the CSV's folder); a file's subject (for the
+    bootstrap) is its folder.
+
+    Example: verikit benchmark pairs --pairs val_pairs.csv --root data --model runs/orl --report out/
+    """
+    from ..calibrate.protocols import read_pairs_csv
+
+    _run_and_render(read_pairs_csv(pairs_file, root), model, report=report, cache=cache, norm=norm, cohort=cohort,
+                    top_k=top_k, far=far, n_boot=n_boot, seed=seed, name=name, batch_size=batch_size,
+                    device=device, fmt=fmt, quiet=quiet)
+
+
+@app.command("lfw")
+def lfw(
+    pairs_file: Annotated[Path, typer.Option("--pairs", "-p", show_default=False,
+                                             help="LFW pairs.txt (View 2: 10 folds) or pairsDevTest.txt (View 1).")],
+    root: Annotated[Path, typer.Option("--root", show_default=False,
+                                       help="LFW image folder (root/name/name_0001.jpg).")],
+    model: ModelReq, report: ReportOpt = None, cache: CacheOpt = None, norm: NormOpt = Norm.none,
+    cohort: CohortOpt = None, top_k: TopKOpt = 300, far: FarOpt = 1e-3, n_boot: BootOpt = 1000,
+    seed: SeedOpt = 0, name: NameOpt = None, batch_size: BatchOpt = 64, device: DeviceOpt = "auto",
+    fmt: FormatOpt = OutputFormat.table, quiet: QuietOpt = False,
+) -> None:
+    """LFW pairs.txt: ROC/EER/TAR at FAR, and 10-fold accuracy for View 2.
+
+    In View 2 each fold's threshold is fitted (max accuracy) on the other nine folds; the
+    report gives the mean accuracy +- its standard error.
+
+    Example: verikit benchmark lfw --pairs lfw/pairs.txt --root lfw/images --model runs/face
+    """
+    from ..calibrate.protocols import read_lfw_pairs
+
+    _run_and_render(read_lfw_pairs(pairs_file, root), model, report=report, cache=cache, norm=norm, cohort=cohort,
+                    top_k=top_k, far=far, n_boot=n_boot, seed=seed, name=name, batch_size=batch_size,
+                    device=device, fmt=fmt, quiet=quiet)
+
+
+@app.command("folder")
+def folder(
+    data_dir: Annotated[Path, typer.Argument(help="One sub-folder per identity (identities not trained on).",
+                                             show_default=False)],
+    model: ModelReq,
+    max_impostors: Annotated[Optional[int], typer.Option(
+        "--max-impostors", min=1, show_default=False,
+        help="Sample at most this many impostor pairs (uniformly, with --seed); default: all.")] = None,
+    report: ReportOpt = None, cache: CacheOpt = None, norm: NormOpt = Norm.none, cohort: CohortOpt = None,
+    top_k: TopKOpt = 300, far: FarOpt = 1e-3, n_boot: BootOpt = 1000, seed: SeedOpt = 0, name: NameOpt = None,
+    batch_size: BatchOpt = 64, device: DeviceOpt = "auto", fmt: FormatOpt = OutputFormat.table,
+    quiet: QuietOpt = False,
+) -> None:
+    """All pairs of a folder-per-identity set (impostors optionally sampled).
+
+    Every genuine pair, and every impostor pair or a uniform sample of --max-impostors of them
+    (the seed is recorded in the result).
+
+    Example: verikit benchmark folder data/val --model runs/orl --max-impostors 1000000 --seed 1
+    """
+    from ..calibrate.protocols import folder_pairs
+
+    protocol = folder_pairs(data_dir, max_impostors=max_impostors, seed=seed)
+    for p in protocol.info.get("skipped_files", []):
+        warn(f"not used: {p}")
+    _run_and_render(protocol, model, report=report, cache=cache, norm=norm, cohort=cohort, top_k=top_k, far=far,
+                    n_boot=n_boot, seed=seed, name=name, batch_size=batch_size, device=device, fmt=fmt, quiet=quiet)
+
+
+@app.command("identify")
+def identify(
+    gallery: Annotated[Path, typer.Option("--gallery", show_default=False, help="CSV of path,identity (enrolled).")],
+    probes: Annotated[Path, typer.Option("--probes", show_default=False,
+                                         help="CSV of path,identity; identities absent from the gallery are "
+                                              "non-mated (open set).")],
+    model: ModelReq, root: RootOpt = None, report: ReportOpt = None, cache: CacheOpt = None,
+    max_rank: Annotated[int, typer.Option("--max-rank", min=1, help="Longest rank of the CMC.")] = 20,
+    name: NameOpt = None, batch_size: BatchOpt = 64, device: DeviceOpt = "auto",
+    fmt: FormatOpt = OutputFormat.table, quiet: QuietOpt = False,
+) -> None:
+    """Identification: closed-set CMC / rank-1 and open-set DIR at FPIR.
+
+    Example: verikit benchmark identify --gallery gallery.csv --probes probes.csv --model runs/orl
+    """
+    from ..calibrate.benchmark import run_identification
+    from ..calibrate.protocols import read_identification
+    from ..models.embedder import Embedder
+
+    protocol = read_identification(gallery, probes, root)
+    net = Embedder.load(model, device=device)
+    n = len(protocol.gallery) + len(protocol.probes)
+    with progress_bar(f"embedding {n} file(s)", n, quiet) as advance:
+        result = run_identification(net, protocol, model_path=str(model), name=name, cache_dir=cache,
+                                    max_rank=max_rank, batch_size=batch_size, progress=advance)
+    _finish(result, None, report, 1e-3, 0, 0, fmt)
