@@ -37,7 +37,7 @@ def orl_model(tmp_path_factory, orl) -> Path:
            "--miner", "multi_similarity")
     assert "val EER" in r.stderr and "saved" in r.stderr
     config = json.loads((model / "config.json").read_text())
-    assert config["training"]["best_epoch"] >= 1 and len(config["training"]["history"]) == 6
+    assert config["training"]["kept_epoch"] >= 1 and len(config["training"]["history"]) == 6
     return model
 
 

@@ -34,11 +34,17 @@ class DemoSettings:
     data: Path = Path("data/orl_faces")
     workdir: Path = Path("demo-output")
     device: str = "auto"
+    # Measured on this protocol (see the closing notes of the core issue): a narrow ResNet-18 with a
+    # cosine-softmax proxy loss and strong augmentation beat triplet/batch-hard by 5-10 EER points
+    # when only ~24 people are available for training, and trains twice as fast.
     backbone: str = "timm:resnet18"
+    backbone_options: dict = field(default_factory=lambda: {"channels": [32, 64, 128, 256]})
+    loss: str = "normalized_softmax"
+    augment: str = "strong"
     image_size: tuple[int, int] = (64, 64)
     channels: int = 1
     embedding_size: int = 128
-    epochs: int = 30
+    epochs: int = 40
     calibration_people: int = 6
     target_fmr: float = 0.01
     seed: int = 0
@@ -102,7 +108,8 @@ def run_demo(settings: DemoSettings, train_fn: Callable[[Path, TrainConfig, Spli
     held = set(rng.choice(TRAIN_PEOPLE, settings.calibration_people, replace=False).tolist())
     split = Split(train=[(p, f) for p in TRAIN_PEOPLE if p not in held for f in people[p]],
                   val=[(p, f) for p in TRAIN_PEOPLE if p in held for f in people[p]])
-    cfg = TrainConfig(backbone=settings.backbone, embedding_size=settings.embedding_size,
+    cfg = TrainConfig(backbone=settings.backbone, backbone_options=dict(settings.backbone_options),
+                      loss=settings.loss, augment=settings.augment, embedding_size=settings.embedding_size,
                       image_size=settings.image_size, channels=settings.channels, epochs=settings.epochs,
                       batch_size=32, m_per_class=4, lr=2e-3, seed=settings.seed, device=settings.device,
                       val_fraction=0.0)
@@ -144,7 +151,7 @@ def run_demo(settings: DemoSettings, train_fn: Callable[[Path, TrainConfig, Spli
     genuine, impostor = all_pairs_scores(all_test.embeddings, [p for p in TEST_PEOPLE for _ in range(10)])
     return DemoSummary({
         "backbone": settings.backbone, "embedding_size": settings.embedding_size, "epochs": settings.epochs,
-        "train_seconds": train_seconds, "validation_eer": result.best_val_eer, "best_epoch": result.best_epoch,
+        "train_seconds": train_seconds, "validation_eer": result.kept_val_eer, "kept_epoch": result.kept_epoch,
         "threshold": cal.threshold, "target_fmr": settings.target_fmr, "calibration_fmr": cal.measured_fmr,
         "calibration_people": len(held), "enrolled_people": len(TEST_PEOPLE),
         "genuine_accept_rate": float(accepted[own].mean()), "genuine_trials": int(own.sum()),

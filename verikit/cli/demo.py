@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -13,7 +13,7 @@ from .common import DeviceOpt, FormatOpt, OutputFormat, QuietOpt, emit
 def demo(
     data: Annotated[Path, typer.Option(help="ORL faces folder (s1..s40).")] = Path("data/orl_faces"),
     workdir: Annotated[Path, typer.Option(help="Where the model and gallery are written.")] = Path("demo-output"),
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Training epochs (default 40).", show_default=False)] = None,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
@@ -28,7 +28,7 @@ def demo(
     from .train import run_with_progress
 
     settings = DemoSettings(data=data, workdir=workdir, device=device)
-    if epochs:
+    if epochs is not None:
         settings.epochs = epochs
     summary = run_demo(settings, lambda data_dir, cfg, split: run_with_progress(data_dir, cfg, quiet, split))
     emit(summary.to_dict(), fmt, summary.render())

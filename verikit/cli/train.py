@@ -9,7 +9,8 @@ import typer
 
 from .common import DeviceOpt, QuietOpt, err_console, info
 
-LOSS_HELP = "triplet (relative: d(a,n) - d(a,p) > margin), contrastive (absolute margins), multi_similarity."
+LOSS_HELP = ("triplet (relative: d(a,n) - d(a,p) > margin), contrastive (Siamese: absolute margins), "
+             "multi_similarity, or a proxy loss over identities: normalized_softmax, cosface, arcface.")
 MINER_HELP = "batch_hard, semihard, hard, all, multi_similarity, none."
 
 
@@ -31,6 +32,10 @@ def train(
     data_dir: Annotated[Path, typer.Argument(help="One sub-folder of images per identity (any depth).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.", show_default=False)],
     backbone: Annotated[str, typer.Option(help="Backbone spec, e.g. timm:resnet18, timm:mobilenetv3_small_100.")] = "timm:resnet18",
+    backbone_option: Annotated[Optional[list[str]], typer.Option(
+        "--backbone-option", help="KEY=VALUE passed to the backbone factory (VALUE is JSON), e.g. "
+                                  "channels=[32,64,128,256] for a narrow timm ResNet. Repeatable.",
+        show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Pretrained backbone weights from a local file "
                                                          "(.safetensors or timm/torch checkpoint).", show_default=False)] = None,
     embedding_size: Annotated[int, typer.Option(min=2, help="Embedding dimension.")] = 128,
@@ -43,8 +48,11 @@ def train(
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
     loss: Annotated[str, typer.Option(help=LOSS_HELP)] = "triplet",
     miner: Annotated[str, typer.Option(help=MINER_HELP)] = "batch_hard",
-    margin: Annotated[float, typer.Option(help="Loss/miner margin (cosine units).")] = 0.2,
+    margin: Annotated[Optional[float], typer.Option(help="Loss margin (cosine units; arcface: radians). "
+                                                    "Default: the loss's own.", show_default=False)] = None,
     augment: Annotated[str, typer.Option(help="none, light or strong.")] = "light",
+    keep: Annotated[str, typer.Option(help="Model to save: the 'last' epoch, or the 'best' validation EER "
+                                           "(only trustworthy with many validation identities).")] = "last",
     val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Identities held out for validation EER.")] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
@@ -61,15 +69,33 @@ def train(
     """
     from ..train.loop import TrainConfig, train as run_training
 
-    opts = {"weights": str(weights)} if weights else {}
+    opts = parse_options(backbone_option or [])
+    if weights:
+        opts["weights"] = str(weights)
     cfg = TrainConfig(backbone=backbone, backbone_options=opts, embedding_size=embedding_size, pooling=pooling,
                       image_size=parse_size(image_size), channels=channels, epochs=epochs, batch_size=batch_size,
                       m_per_class=m_per_class, lr=lr, loss=loss, miner=miner, margin=margin, augment=augment,
-                      val_fraction=val_fraction, seed=seed, device=device, workers=workers)
+                      keep=keep, val_fraction=val_fraction, seed=seed, device=device, workers=workers)
     result = run_with_progress(data_dir, cfg, quiet)
     fp = result.model.save(out)
-    eer = f"{result.best_val_eer:.2%}" if result.best_val_eer is not None else "n/a"
-    info(f"saved {out} (fingerprint {fp[:12]}); best epoch {result.best_epoch}, validation EER {eer}")
+    eer = f"{result.kept_val_eer:.2%}" if result.kept_val_eer is not None else "n/a"
+    info(f"saved {out} (fingerprint {fp[:12]}): epoch {result.kept_epoch}, validation EER {eer}")
+
+
+def parse_options(pairs: list[str]) -> dict:
+    """``["channels=[32,64]", "drop_rate=0.1"]`` -> ``{"channels": [32, 64], "drop_rate": 0.1}``."""
+    import json
+
+    out = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw  # a bare word is a string
+    return out
 
 
 def run_with_progress(data_dir: Path, cfg, quiet: bool, split=None):

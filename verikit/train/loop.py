@@ -22,12 +22,13 @@ from torch.utils.data import DataLoader
 
 from ..calibrate.metrics import eer as equal_error_rate
 from ..calibrate.pairs import all_pairs_scores
+from ..errors import DataError
 from ..io import scan_identity_folders
 from ..models.embedder import Embedder, resolve_device
 from ..models.inference import embed_files
 from ..structures import InputSpec
 from .data import LabelledImages, Split, augmentation, identity_split
-from .losses import build_loss, build_miner, build_sampler
+from .losses import PROXY_LOSSES, build_loss, build_miner, build_sampler
 
 
 @dataclass
@@ -47,8 +48,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: int = 1
     loss: str = "triplet"
-    margin: float = 0.2
-    miner: str = "batch_hard"
+    margin: float | None = None      # None: the loss's own default (0.2 for triplet, 0.35 for cosface, ...)
+    miner: str = "batch_hard"        # ignored by proxy losses (normalized_softmax, cosface, arcface)
+    keep: str = "last"               # "last" epoch, or the "best" validation EER (noisy on few identities)
     augment: str = "light"
     val_fraction: float = 0.2
     seed: int = 0
@@ -72,12 +74,12 @@ class EpochRecord:
 class TrainResult:
     model: Embedder
     history: list[EpochRecord]
-    best_epoch: int
-    best_val_eer: float | None
+    kept_epoch: int
+    kept_val_eer: float | None
     split: Split
 
     def summary(self) -> dict[str, Any]:
-        return {"best_epoch": self.best_epoch, "best_val_eer": self.best_val_eer,
+        return {"kept_epoch": self.kept_epoch, "kept_val_eer": self.kept_val_eer,
                 "train_identities": len(self.split.train_identities),
                 "val_identities": self.split.val_identities,
                 "history": [asdict(r) for r in self.history]}
@@ -120,6 +122,8 @@ def train(data_dir: str | Path, cfg: TrainConfig, *, on_step: StepCallback | Non
           on_epoch: EpochCallback | None = None, on_loaded: Callable[[int], None] | None = None,
           split: Split | None = None) -> TrainResult:
     """Train an embedder on a folder-per-identity dataset; returns the best epoch's model."""
+    if cfg.keep not in ("last", "best"):
+        raise DataError(f"keep must be 'last' or 'best', got {cfg.keep!r}")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     if split is None:
@@ -131,9 +135,14 @@ def train(data_dir: str | Path, cfg: TrainConfig, *, on_step: StepCallback | Non
     sampler = build_sampler(dataset.labels, cfg.m_per_class, cfg.batch_size, len(dataset))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
                         num_workers=cfg.workers, pin_memory=device.type == "cuda")
-    loss_fn = build_loss(cfg.loss, margin=cfg.margin).to(device)
-    miner = build_miner(cfg.miner, margin=cfg.margin)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = build_loss(cfg.loss, margin=cfg.margin, num_classes=len(dataset.names),
+                         embedding_size=cfg.embedding_size).to(device)
+    # Proxy losses compare each embedding with every identity's proxy: there is nothing to mine.
+    miner = None if cfg.loss in PROXY_LOSSES else build_miner(cfg.miner, margin=0.2 if cfg.margin is None else cfg.margin)
+    groups = [{"params": list(model.parameters())}]
+    if list(loss_fn.parameters()):  # the proxies train with the model but are not saved with it
+        groups.append({"params": list(loss_fn.parameters()), "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, steps))
 
@@ -161,16 +170,19 @@ def train(data_dir: str | Path, cfg: TrainConfig, *, on_step: StepCallback | Non
         history.append(record)
         if on_epoch:
             on_epoch(record)
-        # Keep the best validated epoch (the last one when there is no validation set).
-        key = val if val is not None else -epoch
-        if best is None or key <= best[0]:
-            best = (key, epoch, copy.deepcopy(model.state_dict()))
-    assert best is not None
-    model.load_state_dict(best[2])
-    model.eval()
-    best_eer = next(r.val_eer for r in history if r.epoch == best[1])
-    result = TrainResult(model, history, best[1], best_eer, split)
+        # "best" keeps the lowest validation EER; "last" (or no validation set) keeps the last epoch.
+        # On a handful of validation identities the EER jumps by several points between
+        # neighbouring epochs, so "best" there mostly picks noise: "last" is the default.
+        if cfg.keep == "best" and val is not None and (best is None or val < best[0]):
+            best = (val, epoch, copy.deepcopy(model.state_dict()))
+    kept_epoch = cfg.epochs
+    if best is not None:
+        model.load_state_dict(best[2])
+        kept_epoch = best[1]
+    kept_eer = history[kept_epoch - 1].val_eer
+    result = TrainResult(model, history, kept_epoch, kept_eer, split)
     config_record = asdict(cfg)
     config_record["image_size"] = list(cfg.image_size)
     model.config.training = {"config": config_record, **result.summary()}
+    model.eval()  # after the config is final: an eval-mode model caches its fingerprint
     return result

@@ -6,16 +6,32 @@ Keeping the library behind names means configs and the CLI speak strings (``trip
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import DataError
 
-LOSSES = ("triplet", "contrastive", "multi_similarity")
+LOSSES = ("triplet", "contrastive", "multi_similarity", "normalized_softmax", "cosface", "arcface")
+# Losses that hold one learnable proxy (weight vector) per training identity: they need the number
+# of identities and the embedding size, and their parameters must be given to the optimizer.
+PROXY_LOSSES = ("normalized_softmax", "cosface", "arcface")
 MINERS = ("batch_hard", "semihard", "hard", "all", "multi_similarity", "none")
 
 
-def build_loss(name: str = "triplet", *, margin: float | None = None) -> Any:
+def build_loss(name: str = "triplet", *, margin: float | None = None, num_classes: int | None = None,
+               embedding_size: int | None = None) -> Any:
     from pytorch_metric_learning import distances, losses
+
+    if name in PROXY_LOSSES:
+        if not num_classes or not embedding_size:
+            raise DataError(f"loss {name!r} needs num_classes and embedding_size (it learns one proxy per identity)")
+        if name == "normalized_softmax":  # cosine softmax over identity proxies (Zhai & Wu, 2018)
+            return losses.NormalizedSoftmaxLoss(num_classes, embedding_size, temperature=0.05)
+        if name == "cosface":  # additive cosine margin; ``margin`` is in cosine units
+            return losses.CosFaceLoss(num_classes, embedding_size, margin=0.35 if margin is None else margin, scale=30)
+        # additive angular margin; ``margin`` in radians as in the ArcFace paper (the library wants degrees)
+        return losses.ArcFaceLoss(num_classes, embedding_size, margin=math.degrees(0.5 if margin is None else margin),
+                                  scale=30)
 
     # Cosine similarity on unit vectors matches how the gallery scores.
     cos = distances.CosineSimilarity()
