@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Generic, Iterator, TypeVar
@@ -41,6 +42,13 @@ class PluginInfo:
     distribution: str
     version: str
 
+    def to_dict(self, status: str | None = None) -> dict[str, str]:
+        out = {"kind": self.kind, "name": self.name, "distribution": self.distribution, "version": self.version,
+               "target": self.target}
+        if status is not None:
+            out["status"] = status
+        return out
+
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """Split ``"timm:resnet18"`` into ``("timm", "resnet18")``; ``"faiss"`` into ``("faiss", None)``."""
@@ -50,11 +58,20 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (arg if sep and arg else None)
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def _allowed_distributions() -> set[str] | None:
     raw = os.environ.get("VERIKIT_LOAD_PLUGINS")
     if raw is None:
         return None
-    return {d.strip() for d in raw.split(",") if d.strip()}
+    return {_canonical(d) for d in raw.split(",") if d.strip()}
+
+
+def _canonical(dist: str) -> str:
+    """PEP 503 form, so ``verikit_haar``, ``Verikit-Haar`` and ``verikit.haar`` are one name."""
+    return re.sub(r"[-_.]+", "-", dist.strip()).lower()
 
 
 class Registry(Generic[T]):
@@ -76,7 +93,7 @@ class Registry(Generic[T]):
                 dist = ep.dist.name if ep.dist else "unknown"
                 version = ep.dist.version if ep.dist else ""
                 # The core distribution's built-ins are always on: the tool cannot work without them.
-                if allowed is not None and dist != "verikit" and dist not in allowed:
+                if allowed is not None and _canonical(dist) != "verikit" and _canonical(dist) not in allowed:
                     continue
                 if ep.name in found and found[ep.name][0].value != ep.value:
                     raise PluginError(
@@ -108,16 +125,41 @@ class Registry(Generic[T]):
         try:
             factory = ep.load()
         except ImportError as exc:
-            raise PluginError(f"{self.kind} {name!r} from {dist} failed to import ({exc}); "
-                              f"reinstall it: pip install {dist}") from exc
+            raise PluginError(f"{self.kind} {name!r} from {dist} failed to import ({_one_line(exc)}); "
+                              f"install what it needs: pip install --force-reinstall {dist}") from exc
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the tool down with it
+            raise PluginError(f"{self.kind} {name!r} from {dist} is broken: entry point {ep.value!r} raised "
+                              f"{type(exc).__name__}: {_one_line(exc)}") from exc
+        if not callable(factory):
+            raise PluginError(f"{self.kind} {name!r} from {dist}: entry point {ep.value!r} is not callable")
         self._factories[name] = factory
         return factory
+
+    def status(self, name: str) -> str:
+        """``"ok"`` when ``name`` imports, else the one-line reason it does not (never raises)."""
+        try:
+            self.get(name)
+        except PluginError as exc:
+            return str(exc)
+        return "ok"
 
     def create(self, spec: str, **options: Any) -> T:
         """Build a component from ``name[:argument]`` and keyword options."""
         name, arg = parse_spec(spec)
         factory = self.get(name)
-        return factory(arg, **options) if arg is not None else factory(**options)
+        try:
+            return factory(arg, **options) if arg is not None else factory(**options)
+        except TypeError as exc:
+            # A misspelt option is a user error; name it instead of showing a traceback.
+            if "unexpected keyword argument" in str(exc) or "positional argument" in str(exc):
+                raise PluginError(f"{self.kind} {spec!r} does not accept these options: {_one_line(exc)}") from exc
+            raise
+
+    def refresh(self) -> None:
+        """Forget discovered entry points (after installing a plugin in a running process)."""
+        self._entry_points = None
+        for name in [n for n in self._factories if n not in self._local]:
+            del self._factories[name]
 
     # -- in-process registration (tests, notebooks) ----------------------------------------
     def register(self, name: str, factory: Callable[..., T], *, replace: bool = False) -> None:

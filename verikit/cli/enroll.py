@@ -9,6 +9,8 @@ import typer
 
 from .common import (DEFAULT_GALLERY, EXIT_PARTIAL, BatchOpt, DeviceOpt, FormatOpt, GalleryOpt, ModelOpt,
                      OutputFormat, QuietOpt, emit, info, load_model, progress_bar, warn)
+from .detect import (CropMarginOpt, DetectorOpt, DetectorOptionOpt, MultipleFaces, MultipleFacesOpt, SaveCropsOpt,
+                     face_policy, requested_detection)
 
 
 def enroll(
@@ -25,6 +27,11 @@ def enroll(
     device: DeviceOpt = "auto",
     fmt: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
+    detector: DetectorOpt = None,
+    detector_option: DetectorOptionOpt = None,
+    multiple_faces: MultipleFacesOpt = MultipleFaces.largest,
+    crop_margin: CropMarginOpt = None,
+    save_crops: SaveCropsOpt = None,
 ) -> None:
     """Enroll identities: embed their images and store the templates in the gallery.
 
@@ -37,9 +44,15 @@ def enroll(
       verikit enroll alice a1.jpg a2.jpg --model runs/orl --gallery people
 
       verikit enroll --from-folder faces/ --model runs/orl --gallery people
+
+      verikit enroll --from-folder photos/ --detector haar --model runs/orl --gallery people
+
+    With --detector the face crops are embedded instead of whole images, and a new gallery records
+    the detector so that verify/search use it too; images without a face are skipped and listed.
     """
     from ..errors import DataError
     from ..io import scan_identity_folders
+    from ..pipeline.detection import bind_to_gallery
     from ..pipeline.operations import commit_enrollment, open_gallery_for, prepare_enrollment
 
     if from_folder is not None:
@@ -58,15 +71,20 @@ def enroll(
     # Open an existing gallery first, so another model's gallery is refused before any embedding.
     g = open_gallery_for(net, gallery) if existing else None
     try:
+        recorded = bind_to_gallery(g, None) if g is not None else None
+        detection = requested_detection(detector, detector_option, crop_margin, recorded)
+        detection = bind_to_gallery(g, detection) if g is not None else detection
         total = sum(len(v) for v in todo.values())
         with progress_bar(f"embedding {total} image(s)", total, quiet) as advance:
-            prepared = prepare_enrollment(net, todo, batch_size=batch_size, progress=advance)
+            prepared = prepare_enrollment(net, todo, batch_size=batch_size, progress=advance, detection=detection,
+                                          faces=face_policy(multiple_faces, save_crops))
         if not prepared.templates:  # nothing to store: do not even create the gallery
             failures = prepared.report.failures
             more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
             raise DataError(f"nothing enrolled: {failures[0][1] if failures else 'no images'}{more}")
         if g is None:
-            g = open_gallery_for(net, gallery, create=True, index=index, model_path=str(Path(model_dir).resolve()))
+            g = open_gallery_for(net, gallery, create=True, index=index, model_path=str(Path(model_dir).resolve()),
+                                 detection=detection)
         report = commit_enrollment(g, prepared)
         summary = g.info()
     finally:

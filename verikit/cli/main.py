@@ -11,7 +11,8 @@ import sys
 
 import typer
 
-from . import calibrate, demo, enroll, gallery, plugins, query, train
+from . import calibrate, demo, detect, enroll, gallery, plugins, query, train
+from . import benchmark, report
 
 app = typer.Typer(
     name="verikit",
@@ -28,6 +29,10 @@ app.command()(train.train)
 app.command()(calibrate.calibrate)
 app.command()(demo.demo)
 app.command()(plugins.plugins)
+app.add_typer(benchmark.app, name="benchmark")
+app.command()(report.report)
+app.command()(detect.detect)
+benchmark.app.command("detection")(detect.benchmark_detection)
 
 
 def main() -> None:

@@ -9,6 +9,16 @@ import typer
 
 from .common import (DEFAULT_GALLERY, EXIT_NO_MATCH, EXIT_PARTIAL, DeviceOpt, FormatOpt, GalleryOpt, ModelOpt,
                      OutputFormat, ThresholdOpt, emit, load_calibration, load_model, warn)
+from .detect import (CropMarginOpt, DetectorOpt, DetectorOptionOpt, MultipleFaces, MultipleFacesOpt, SaveCropsOpt,
+                     face_policy, requested_detection)
+
+
+def _detection_for(g, detector, detector_option, crop_margin):
+    """The gallery's recorded detector, or the requested one when it is the same (else refused)."""
+    from ..pipeline.detection import bind_to_gallery
+
+    recorded = bind_to_gallery(g, None)
+    return bind_to_gallery(g, requested_detection(detector, detector_option, crop_margin, recorded))
 
 ExitCodeOpt = Annotated[bool, typer.Option("--exit-code", help="Exit with status 3 when the answer is no match / unknown.")]
 
@@ -22,6 +32,11 @@ def verify(
     exit_code: ExitCodeOpt = False,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = OutputFormat.table,
+    detector: DetectorOpt = None,
+    detector_option: DetectorOptionOpt = None,
+    multiple_faces: MultipleFacesOpt = MultipleFaces.largest,
+    crop_margin: CropMarginOpt = None,
+    save_crops: SaveCropsOpt = None,
 ) -> None:
     """Is this probe the claimed identity? Prints score, threshold and decision.
 
@@ -30,6 +45,9 @@ def verify(
     (`verikit calibrate`) unless --threshold is given.
 
     Example: verikit verify probe.jpg --claim alice --gallery people --exit-code
+
+    A gallery enrolled with --detector runs the probe through the same detector (no face: error);
+    --multiple-faces all is refused here (one face is compared with the claim).
     """
     from ..index.gallery import Gallery
     from ..pipeline.operations import verify as do_verify
@@ -37,7 +55,9 @@ def verify(
     net, model_dir = load_model(model, device, gallery)
     cal = load_calibration(model_dir, net)
     with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
-        decision = do_verify(net, g, image, claim, threshold=threshold, calibration=cal)
+        detection = _detection_for(g, detector, detector_option, crop_margin)
+        decision = do_verify(net, g, image, claim, threshold=threshold, calibration=cal, detection=detection,
+                             faces=face_policy(multiple_faces, save_crops))
     data = decision.to_dict()
     if fmt is OutputFormat.json:
         emit(data, fmt)
@@ -59,6 +79,11 @@ def search(
     exit_code: ExitCodeOpt = False,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = OutputFormat.table,
+    detector: DetectorOpt = None,
+    detector_option: DetectorOptionOpt = None,
+    multiple_faces: MultipleFacesOpt = MultipleFaces.largest,
+    crop_margin: CropMarginOpt = None,
+    save_crops: SaveCropsOpt = None,
 ) -> None:
     """Who is this? Ranks the gallery's identities for each probe.
 
@@ -67,6 +92,9 @@ def search(
     decision.
 
     Example: verikit search probe.jpg --top-k 3 --gallery people
+
+    A gallery enrolled with --detector runs probes through the same detector; with
+    --multiple-faces all every face is a probe (named FILE#k); images without a face are skipped.
     """
     from ..errors import ImageError
     from ..index.gallery import Gallery
@@ -75,8 +103,10 @@ def search(
     net, model_dir = load_model(model, device, gallery)
     cal = load_calibration(model_dir, net)
     with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
+        detection = _detection_for(g, detector, detector_option, crop_margin)
         results, failures = do_search(net, g, [str(p) for p in images], top_k=top_k, threshold=threshold,
-                                      calibration=cal)
+                                      calibration=cal, detection=detection,
+                                      faces=face_policy(multiple_faces, save_crops))
     for _, reason in failures:
         warn(f"skipped {reason}")
     if not results:

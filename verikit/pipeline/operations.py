@@ -4,6 +4,10 @@
   gallery in one transaction.
 * :func:`verify` answers "is this probe the claimed identity?" (1:1) against a threshold.
 * :func:`search` answers "who is this?" (1:N, open-set) with ranked identities.
+
+With ``detection`` settings (see :mod:`verikit.pipeline.detection`) each file is first run through
+the detector and its face crop(s) are embedded instead of the whole image; a gallery records the
+settings it was created with and later operations on it use them (a different detector is refused).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from ..io import load_image
 from ..models.embedder import Embedder
 from ..models.inference import embed_files, embed_images
 from ..structures import Decision, SearchResult
+from .detection import DetectionSettings, FaceCropper, FacePolicy, bind_to_gallery
 
 
 @dataclass
@@ -38,11 +43,17 @@ class EnrollReport:
 
 
 def open_gallery_for(model: Embedder, path: str | Path, *, create: bool = False, index: str = "faiss:Flat",
-                     model_path: str | None = None) -> Gallery:
-    """Open (or create) a gallery, refusing one enrolled with a different model."""
+                     model_path: str | None = None, detection: DetectionSettings | None = None) -> Gallery:
+    """Open (or create) a gallery, refusing one enrolled with a different model.
+
+    A new gallery records ``detection`` (the detector its images go through); for an existing one
+    see :func:`verikit.pipeline.detection.bind_to_gallery`.
+    """
     if create and not (Path(path) / "gallery.sqlite").exists():
+        from .detection import GALLERY_META_KEY
+        extra = {GALLERY_META_KEY: detection.to_meta()} if detection is not None else None
         return Gallery.create(path, dim=model.embedding_size, fingerprint=model.fingerprint, index=index,
-                              model_path=model_path)
+                              model_path=model_path, extra_meta=extra)
     return Gallery.open(path, fingerprint=model.fingerprint)
 
 
@@ -52,15 +63,23 @@ class Enrollment:
 
     templates: dict[str, tuple[np.ndarray, list[str]]]
     report: EnrollReport
+    detection: DetectionSettings | None = None
 
 
 def prepare_enrollment(model: Embedder, images: Mapping[str, Sequence[str | Path]], *, batch_size: int = 64,
                        num_workers: int | None = None,
-                       progress: Callable[[int], None] | None = None) -> Enrollment:
-    """Embed every identity's images (the slow part), touching no gallery yet."""
+                       progress: Callable[[int], None] | None = None,
+                       detection: DetectionSettings | None = None, faces: FacePolicy | None = None) -> Enrollment:
+    """Embed every identity's images (the slow part), touching no gallery yet.
+
+    With ``detection``, each image's face crop(s) are embedded (``faces`` decides about images
+    with several); images without a usable face are failures, like unreadable ones.
+    """
     flat = [(name, Path(p)) for name, paths in images.items() for p in paths]
     if not flat:
         raise DataError("nothing to enroll: no images given")
+    if detection is not None:
+        return _prepare_detected(model, images, flat, FaceCropper(detection, faces), batch_size, progress)
     out = embed_files(model, [p for _, p in flat], batch_size=batch_size, num_workers=num_workers, progress=progress)
     # Look results up by path: a file listed twice was embedded twice, identically.
     position = {p: i for i, p in enumerate(out.paths)}
@@ -76,22 +95,62 @@ def prepare_enrollment(model: Embedder, images: Mapping[str, Sequence[str | Path
 
 def enroll(model: Embedder, gallery: Gallery, images: Mapping[str, Sequence[str | Path]], *,
            batch_size: int = 64, num_workers: int | None = None,
-           progress: Callable[[int], None] | None = None) -> EnrollReport:
-    """Embed every identity's images and enroll them all in a single gallery transaction."""
-    prepared = prepare_enrollment(model, images, batch_size=batch_size, num_workers=num_workers, progress=progress)
+           progress: Callable[[int], None] | None = None,
+           detection: DetectionSettings | None = None, faces: FacePolicy | None = None) -> EnrollReport:
+    """Embed every identity's images and enroll them all in a single gallery transaction.
+
+    ``detection`` defaults to the settings the gallery was created with; different ones are refused.
+    """
+    detection = bind_to_gallery(gallery, detection)
+    prepared = prepare_enrollment(model, images, batch_size=batch_size, num_workers=num_workers, progress=progress,
+                                  detection=detection, faces=faces)
     return commit_enrollment(gallery, prepared)
 
 
+def _prepare_detected(model: Embedder, images: Mapping[str, Sequence[str | Path]], flat: list[tuple[str, Path]],
+                      cropper: FaceCropper, batch_size: int, progress: Callable[[int], None] | None) -> Enrollment:
+    paths = list(dict.fromkeys(p for _, p in flat))  # a file listed twice is detected once
+    by_path: dict[Path, list[tuple[np.ndarray, str]]] = {}
+    failures: list[tuple[Path, str]] = []
+    for crops, bad in cropper.crops_of_files(paths, batch_size=min(batch_size, 16)):
+        failures.extend(bad)
+        vectors = embed_images(model, [c.image for c in crops], batch_size=batch_size)
+        for crop, vec in zip(crops, vectors):
+            by_path.setdefault(crop.source, []).append((vec, crop.label))
+        if progress is not None:
+            progress(len({c.source for c in crops}) + len(bad))
+    grouped: dict[str, tuple[list[np.ndarray], list[str]]] = {}
+    for name, p in flat:
+        for vec, label in by_path.get(p, []):
+            vecs, srcs = grouped.setdefault(name, ([], []))
+            vecs.append(vec)
+            srcs.append(label)
+    report = EnrollReport(failures=sorted(failures, key=lambda f: str(f[0])),
+                          skipped_identities=sorted(set(images) - set(grouped)))
+    return Enrollment({n: (np.stack(v), s) for n, (v, s) in grouped.items()}, report, cropper.settings)
+
+
 def commit_enrollment(gallery: Gallery, prepared: Enrollment) -> EnrollReport:
-    """Store prepared templates: one transaction, all identities or none."""
+    """Store prepared templates: one transaction, all identities or none.
+
+    Refuses templates made with other detection settings than the gallery records.
+    """
     report = prepared.report
+    recorded = bind_to_gallery(gallery, prepared.detection)
+    if recorded != prepared.detection:
+        raise DataError(f"these images were embedded without the detector gallery '{gallery.path}' was enrolled "
+                        f"with ({recorded.describe()}); prepare them with detection={recorded!r}")
     if prepared.templates:
         report.enrolled = gallery.add_many(prepared.templates)
     return report
 
 
-def _embed_probe(model: Embedder, image: str | Path) -> np.ndarray:
-    return embed_images(model, [load_image(image)])[0]  # a bad probe raises ImageError naming it
+def _embed_probe(model: Embedder, image: str | Path, cropper: FaceCropper | None = None) -> np.ndarray:
+    if cropper is None:
+        return embed_images(model, [load_image(image)])[0]  # a bad probe raises ImageError naming it
+    if cropper.policy.multiple_faces == "all":
+        raise DataError("verify compares one face with the claim: use --multiple-faces largest or error")
+    return embed_images(model, [cropper.crops_of_file(image)[0].image])[0]  # no face: ImageError naming it
 
 
 def resolve_threshold(threshold: float | None, calibration: Calibration | None) -> float:
@@ -103,30 +162,60 @@ def resolve_threshold(threshold: float | None, calibration: Calibration | None) 
 
 
 def verify(model: Embedder, gallery: Gallery, image: str | Path, claim: str, *,
-           threshold: float | None = None, calibration: Calibration | None = None) -> Decision:
-    """1:1: score the probe against the claimed identity's templates (best match)."""
+           threshold: float | None = None, calibration: Calibration | None = None,
+           detection: DetectionSettings | None = None, faces: FacePolicy | None = None) -> Decision:
+    """1:1: score the probe against the claimed identity's templates (best match).
+
+    The probe goes through the gallery's recorded detector when it has one (``detection`` may
+    repeat it; different settings are refused); no face in the probe raises ImageError.
+    """
     t = resolve_threshold(threshold, calibration)
     gallery.identity(claim)  # unknown claim fails before any model work
-    score = gallery.score(_embed_probe(model, image), claim)
+    settings = bind_to_gallery(gallery, detection)
+    cropper = FaceCropper(settings, faces) if settings is not None else None
+    score = gallery.score(_embed_probe(model, image, cropper), claim)
     est = calibration.estimated_fmr(score) if calibration is not None else None
     return Decision(str(image), claim, score, t, est)
 
 
+def _embed_probe_crops(model: Embedder, images: Sequence[str | Path], cropper: FaceCropper,
+                       batch_size: int) -> tuple[list[str], np.ndarray, list[tuple[Path, str]]]:
+    labels: list[str] = []
+    vectors: list[np.ndarray] = []
+    failures: list[tuple[Path, str]] = []
+    for crops, bad in cropper.crops_of_files(list(images), batch_size=min(batch_size, 16)):
+        failures.extend(bad)
+        labels.extend(c.label for c in crops)
+        vectors.append(embed_images(model, [c.image for c in crops], batch_size=batch_size))
+    emb = np.concatenate(vectors) if vectors else np.zeros((0, model.embedding_size), np.float32)
+    return labels, emb, failures
+
+
 def search(model: Embedder, gallery: Gallery, images: Sequence[str | Path], *, top_k: int = 5,
            threshold: float | None = None, calibration: Calibration | None = None,
-           batch_size: int = 64) -> tuple[list[SearchResult], list[tuple[Path, str]]]:
-    """1:N for each probe; open-set when a threshold is known. Returns (results, failures)."""
+           batch_size: int = 64, detection: DetectionSettings | None = None,
+           faces: FacePolicy | None = None) -> tuple[list[SearchResult], list[tuple[Path, str]]]:
+    """1:N for each probe; open-set when a threshold is known. Returns (results, failures).
+
+    With the gallery's detector every kept face is a probe (``file#k`` when a file gave several);
+    files without a usable face are failures (for a single probe: ImageError).
+    """
     try:
         t: float | None = resolve_threshold(threshold, calibration)
     except CalibrationError:
         t = None  # ranking still works; there is just no "unknown" decision
-    out = embed_files(model, images, batch_size=batch_size, num_workers=0 if len(images) < 256 else None)
-    if len(images) == 1 and out.failures:
-        raise ImageError(out.failures[0][1])
+    settings = bind_to_gallery(gallery, detection)
+    if settings is not None:
+        labels, embeddings, failures = _embed_probe_crops(model, images, FaceCropper(settings, faces), batch_size)
+    else:
+        out = embed_files(model, images, batch_size=batch_size, num_workers=0 if len(images) < 256 else None)
+        labels, embeddings, failures = [str(p) for p in out.paths], out.embeddings, out.failures
+    if len(images) == 1 and failures:
+        raise ImageError(failures[0][1])
     results = []
-    if len(out.paths):
-        for path, hits in zip(out.paths, gallery.search(out.embeddings, top_k)):
+    if len(labels):
+        for path, hits in zip(labels, gallery.search(embeddings, top_k)):
             top = hits[0] if hits else None
             ident = None if top is None or (t is not None and top.score < t) else top.identity
             results.append(SearchResult(str(path), tuple(hits), t, ident))
-    return results, out.failures
+    return results, failures
