@@ -124,3 +124,21 @@ def test_embed_files_skips_and_reports_bad_files(tiny_model, tmp_path):
     np.testing.assert_allclose(out.embeddings, single, atol=1e-5)
     with_workers = embed_files(tiny_model, good, batch_size=3, num_workers=1)
     np.testing.assert_allclose(with_workers.embeddings, single, atol=1e-5)
+
+
+class _Payload:
+    """Stands for code an attacker hides in a pickled checkpoint."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_a_checkpoint_with_pickled_code_is_refused(tmp_path, capsys):
+    import timm
+
+    state = dict(timm.create_model("test_resnet", num_classes=0).state_dict())
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": state, "payload": _Payload()}, path)
+    with pytest.raises(ModelError, match="weights_only=True blocked"):
+        Embedder.build("timm:test_resnet", input_spec=SPEC, backbone_options={"weights": str(path)})
+    assert "must never run" not in capsys.readouterr().out
