@@ -605,3 +605,18 @@ def test_label_containers() -> None:
     for bad in ("ab", {"a", "b"}, {"a": 0, "b": 1}, 5):
         with pytest.raises(DataError):
             rank1(sim, bad, ["a", "b"])
+
+
+def test_mean_average_precision_matches_sklearn_per_probe_with_ties():
+    from sklearn.metrics import average_precision_score
+
+    from verikit.calibrate.metrics import mean_average_precision
+
+    rng = np.random.default_rng(5)
+    gallery = rng.integers(0, 6, size=40).tolist()
+    probes = rng.integers(0, 7, size=25).tolist()  # label 6 is absent from the gallery: left out
+    sim = np.round(rng.random((25, 40)), 1)         # coarse rounding: many ties
+    expected = [average_precision_score(np.array(gallery) == p, row) for row, p in zip(sim, probes) if p in gallery]
+    assert mean_average_precision(sim, probes, gallery) == pytest.approx(np.mean(expected), abs=1e-12)
+    with pytest.raises(DataError, match="no probe has a relevant"):
+        mean_average_precision(sim[:1], [99], gallery)

@@ -231,6 +231,9 @@ def test_benchmark_identify(tmp_path, small_set, tiny_model_dir) -> None:
     ident = json.loads(r.stdout)["identification"]
     assert ident["n_mated"] == 12 and ident["n_non_mated"] == 4 and len(ident["cmc"]) == 6
     assert ident["cmc"][-1] == 1.0 and (tmp_path / "rep" / "figures" / "cmc.svg").is_file()
+    # One template per identity: each probe's AP is 1/rank, so mAP is the mean reciprocal rank.
+    steps = np.diff(np.r_[0.0, ident["cmc"]])
+    assert ident["map"] == pytest.approx(float(np.sum(steps / np.arange(1, len(steps) + 1))), abs=1e-9)
 
 
 def test_report_combines_runs_with_a_paired_test(tmp_path, folder_run, small_set) -> None:

@@ -160,7 +160,7 @@ def run_identification(model: Any, protocol: IdentificationProtocol, *, model_pa
                        fpirs: Sequence[float] = (1e-1, 1e-2), batch_size: int = 64,
                        progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Closed-set CMC over mated probes and open-set DIR at each FPIR (when there are non-mated probes)."""
-    from .metrics import cmc, dir_at_fpir, wilson_interval
+    from .metrics import cmc, dir_at_fpir, mean_average_precision, wilson_interval
 
     files = [p for p, _ in protocol.gallery] + [p for p, _ in protocol.probes]
     embedded = embed_unique(model, files, cache_dir=cache_dir, batch_size=batch_size, progress=progress)
@@ -184,6 +184,7 @@ def run_identification(model: Any, protocol: IdentificationProtocol, *, model_pa
         ident["cmc"] = curve.tolist()
         ident["rank1"] = float(curve[0])
         ident["rank1_interval"] = list(wilson_interval(hits, int(mated.sum())))
+        ident["map"] = mean_average_precision(sim[mated], [i for i, m in zip(p_ids, mated) if m], g_ids)
     if (~mated).any() and mated.any():
         rows = []
         for f in fpirs:

@@ -40,6 +40,7 @@ __all__ = [
     "probit",
     "cmc",
     "rank1",
+    "mean_average_precision",
     "open_set_rates",
     "dir_at_fpir",
     "wilson_interval",
@@ -461,6 +462,39 @@ def cmc(similarity: Any, probe_labels: Any, gallery_labels: Any, max_rank: int |
     ranks = np.count_nonzero(ids >= true_scores[:, None], axis=1)
     hist = np.bincount(np.minimum(ranks, r_max + 1), minlength=r_max + 2)
     return np.cumsum(hist[1:r_max + 1]) / len(probes)
+
+
+def mean_average_precision(similarity: Any, probe_labels: Any, gallery_labels: Any) -> float:
+    """Retrieval mAP: each probe ranks every gallery template; its relevant ones share its label.
+
+    Average precision is computed over distinct score thresholds, so tied templates enter
+    together (the definition of ``sklearn.metrics.average_precision_score``). Probes with no
+    relevant template are left out; if none has one, :class:`DataError`.
+
+    >>> round(mean_average_precision([[0.9, 0.8, 0.1]], ["a"], ["a", "b", "a"]), 4)
+    0.8333
+    """
+    sim = _matrix(similarity, "similarity")
+    probes = _labels(probe_labels, "probe_labels", sim.shape[0])
+    gallery = _labels(gallery_labels, "gallery_labels", sim.shape[1])
+    gallery_arr = np.asarray(gallery, dtype=object)
+    aps = []
+    for row, label in zip(sim, probes):
+        relevant = gallery_arr == label
+        n_rel = int(relevant.sum())
+        if n_rel == 0:
+            continue
+        order = np.argsort(-row, kind="stable")
+        scores, hits = row[order], relevant[order]
+        # Last position of each run of equal scores: the distinct thresholds.
+        ends = np.r_[np.flatnonzero(np.diff(scores) != 0), len(scores) - 1]
+        tp = np.cumsum(hits)[ends]
+        precision = tp / (ends + 1)
+        recall = tp / n_rel
+        aps.append(float(np.sum(np.diff(np.r_[0.0, recall]) * precision)))
+    if not aps:
+        raise DataError("no probe has a relevant gallery template: mAP is undefined")
+    return float(np.mean(aps))
 
 
 def rank1(similarity: Any, probe_labels: Any, gallery_labels: Any) -> float:

@@ -100,6 +100,8 @@ def _identification(run: dict[str, Any]) -> str:
              f"({i['n_gallery_templates']} templates), {i['n_mated']} mated and {i['n_non_mated']} non-mated probes."]
     if "rank1" in i:
         parts.append(f" Rank-1: {_pct(i['rank1'])} {_ci(i['rank1_interval'])} (Wilson 95%).")
+        if "map" in i:
+            parts.append(f" mAP over gallery templates: {_pct(i['map'])}.")
     parts.append("</p>")
     if i.get("dir_at_fpir"):
         rows = [[f"{d['fpir']:g}", f"{d['threshold']:.5f}", _pct(d["dir"]), _pct(d["measured_fpir"]),
