@@ -1,13 +1,19 @@
-"""``verikit train``: train an embedder on a folder-per-identity dataset."""
+"""``verikit train``: train an embedder on a folder-per-identity dataset.
+
+Settings come in layers (later wins): built-in defaults, the config saved with the run being
+resumed (``--resume``), ``--config FILE``, then the options typed on this command line. An option
+therefore defaults to None here, meaning "not given": a value typed equal to the built-in default
+still overrides the file.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import DeviceOpt, QuietOpt, err_console, info
+from .common import QuietOpt, err_console, info
 
 LOSS_HELP = ("triplet (relative: d(a,n) - d(a,p) > margin), contrastive (Siamese: absolute margins), "
              "multi_similarity, or a proxy loss over identities: normalized_softmax, cosface, arcface.")
@@ -16,70 +22,128 @@ MINER_HELP = "batch_hard, semihard, hard, all, multi_similarity, none."
 
 def parse_size(text: str) -> tuple[int, int]:
     """``"112"`` -> (112, 112); ``"112x96"`` -> (112, 96) as height x width."""
-    parts = text.lower().split("x")
+    from ..errors import DataError
+    from ..train.config import parse_image_size
+
     try:
-        size = tuple(int(p) for p in parts)
-    except ValueError:
-        raise typer.BadParameter(f"image size must be N or HxW, got {text!r}") from None
-    if len(size) == 1:
-        size = size * 2
-    if len(size) != 2 or min(size) < 8:
-        raise typer.BadParameter(f"image size must be N or HxW with sides >= 8, got {text!r}")
-    return size  # type: ignore[return-value]
+        return parse_image_size(text)
+    except DataError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _opt(*names: str, default: str | None = None, **kwargs: Any) -> Any:
+    """An option whose Python default is None ("not given") but whose help shows the real default."""
+    return typer.Option(*names, show_default=default if default is not None else False, **kwargs)
 
 
 def train(
     data_dir: Annotated[Path, typer.Argument(help="One sub-folder of images per identity (any depth).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.", show_default=False)],
-    backbone: Annotated[str, typer.Option(help="Backbone spec, e.g. timm:resnet18, timm:mobilenetv3_small_100.")] = "timm:resnet18",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write (checkpoint/, train_log.csv, "
+                                                          "tensorboard/ and train_config.json go there too).",
+                                      show_default=False)],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML or JSON file of settings (keys as in "
+                                                   "train_config.json); options given here override it.",
+                                                   show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint after the last completed "
+                                         "epoch, with the settings saved there (options given here override).")] = False,
+    backbone: Annotated[Optional[str], _opt(default="timm:resnet18", help="Backbone spec, e.g. timm:resnet18, "
+                                            "timm:mobilenetv3_small_100.")] = None,
     backbone_option: Annotated[Optional[list[str]], typer.Option(
         "--backbone-option", help="KEY=VALUE passed to the backbone factory (VALUE is JSON), e.g. "
                                   "channels=[32,64,128,256] for a narrow timm ResNet. Repeatable.",
         show_default=False)] = None,
     weights: Annotated[Optional[Path], typer.Option(help="Pretrained backbone weights from a local file "
                                                          "(.safetensors or timm/torch checkpoint).", show_default=False)] = None,
-    embedding_size: Annotated[int, typer.Option(min=2, help="Embedding dimension.")] = 128,
-    pooling: Annotated[str, typer.Option(help="avg, gem or max pooling of the feature map.")] = "avg",
-    image_size: Annotated[str, typer.Option(help="Input size N or HxW (height x width).")] = "112",
-    channels: Annotated[int, typer.Option(min=1, max=3, help="3 = RGB, 1 = grey input.")] = 3,
-    epochs: Annotated[int, typer.Option(min=1)] = 20,
-    batch_size: Annotated[int, typer.Option(min=2)] = 32,
-    m_per_class: Annotated[int, typer.Option(min=2, help="Images per identity in every batch.")] = 4,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
-    loss: Annotated[str, typer.Option(help=LOSS_HELP)] = "triplet",
-    miner: Annotated[str, typer.Option(help=MINER_HELP)] = "batch_hard",
+    embedding_size: Annotated[Optional[int], _opt(default="128", min=2, help="Embedding dimension.")] = None,
+    pooling: Annotated[Optional[str], _opt(default="avg", help="avg, gem or max pooling of the feature map.")] = None,
+    image_size: Annotated[Optional[str], _opt(default="112", help="Input size N or HxW (height x width).")] = None,
+    channels: Annotated[Optional[int], _opt(default="3", min=1, max=3, help="3 = RGB, 1 = grey input.")] = None,
+    epochs: Annotated[Optional[int], _opt(default="20", min=1)] = None,
+    batch_size: Annotated[Optional[int], _opt(default="32", min=2, help="Global batch (split between "
+                                              "processes under torchrun).")] = None,
+    m_per_class: Annotated[Optional[int], _opt(default="4", min=2, help="Images per identity in every batch.")] = None,
+    optimizer: Annotated[Optional[str], _opt(default="adamw", help="adamw or sgd (Nesterov momentum 0.9).")] = None,
+    lr: Annotated[Optional[float], _opt(default="1e-3", help="Peak learning rate (warm-up then cosine).")] = None,
+    weight_decay: Annotated[Optional[float], _opt(default="5e-4", min=0.0)] = None,
+    warmup_epochs: Annotated[Optional[int], _opt(default="1", min=0)] = None,
+    backbone_lr_scale: Annotated[Optional[float], _opt(default="1.0", min=0.0, help="Backbone learning rate as a "
+                                                       "fraction of --lr, e.g. 0.1 when fine-tuning pretrained weights.")] = None,
+    freeze_epochs: Annotated[Optional[int], _opt(default="0", min=0, help="Train only the head for the first N "
+                                                 "epochs (backbone frozen), then everything.")] = None,
+    freeze_batchnorm: Annotated[Optional[bool], typer.Option(
+        "--freeze-batchnorm/--train-batchnorm", show_default=False,
+        help="Batch-norm layers keep their running statistics (useful for small batches on a pretrained "
+             "backbone). Default: train them.")] = None,
+    clip_grad_norm: Annotated[Optional[float], _opt(default="5.0", min=0.0, help="Clip the gradient norm; 0 = off.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", show_default=False,
+                                                help="Mixed precision (float16) on CUDA; ignored on CPU. Default: on.")] = None,
+    loss: Annotated[Optional[str], _opt(default="triplet", help=LOSS_HELP)] = None,
+    miner: Annotated[Optional[str], _opt(default="batch_hard", help=MINER_HELP)] = None,
+    distance: Annotated[Optional[str], _opt(default="cosine", help="Measure the loss and miner use, recorded in the "
+                                            "model so the gallery scores with it: cosine, dot, l2, squared_l2, l1, "
+                                            "rbf[:sigma].")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Loss margin (cosine units; arcface: radians). "
                                                     "Default: the loss's own.", show_default=False)] = None,
-    augment: Annotated[str, typer.Option(help="none, light or strong.")] = "light",
-    keep: Annotated[str, typer.Option(help="Model to save: the 'last' epoch, or the 'best' validation EER "
-                                           "(only trustworthy with many validation identities).")] = "last",
-    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Identities held out for validation EER.")] = 0.2,
-    seed: Annotated[int, typer.Option()] = 0,
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
-    device: DeviceOpt = "auto",
+    augment: Annotated[Optional[str], _opt(default="light", help="none, light or strong.")] = None,
+    keep: Annotated[Optional[str], _opt(default="last", help="Model to save: the 'last' epoch, or the 'best' "
+                                        "validation EER (only trustworthy with many validation identities).")] = None,
+    patience: Annotated[Optional[int], _opt(default="0", min=0, help="Stop after N epochs without a better "
+                                            "validation EER; 0 = never.")] = None,
+    val_fraction: Annotated[Optional[float], _opt(default="0.2", min=0.0, max=0.9,
+                                                  help="Identities held out for validation EER.")] = None,
+    seed: Annotated[Optional[int], _opt(default="0")] = None,
+    workers: Annotated[Optional[int], _opt(default="0", min=0, help="DataLoader worker processes.")] = None,
+    device: Annotated[Optional[str], _opt("--device", default="auto",
+                                          help="cpu, cuda, cuda:N, or auto (CUDA when present).")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Train an embedding model with a metric-learning loss (pytorch-metric-learning).
 
     Batches hold --m-per-class images of each of several identities; the miner picks informative
-    pairs/triplets; after every epoch the EER on held-out identities is measured and the best
-    epoch is the one saved (config.json + model.safetensors in --out).
+    pairs/triplets; after every epoch the EER and TAR@FAR on held-out identities are measured, a
+    checkpoint is written, and the kept epoch is saved (config.json + model.safetensors in --out).
+    Data-parallel: run the same command under torchrun (e.g. torchrun --nproc_per_node 2 -m
+    verikit.cli.main train ...).
 
     Example: verikit train data/orl_faces --out runs/orl --backbone timm:resnet18 --epochs 20
     """
-    from ..train.loop import TrainConfig, train as run_training
-
-    opts = parse_options(backbone_option or [])
-    if weights:
-        opts["weights"] = str(weights)
-    cfg = TrainConfig(backbone=backbone, backbone_options=opts, embedding_size=embedding_size, pooling=pooling,
-                      image_size=parse_size(image_size), channels=channels, epochs=epochs, batch_size=batch_size,
-                      m_per_class=m_per_class, lr=lr, loss=loss, miner=miner, margin=margin, augment=augment,
-                      keep=keep, val_fraction=val_fraction, seed=seed, device=device, workers=workers)
-    result = run_with_progress(data_dir, cfg, quiet)
+    given = {k: v for k, v in locals().items() if v is not None and k in _CONFIG_OPTIONS}
+    if image_size is not None:
+        given["image_size"] = parse_size(image_size)
+    cfg = resolve_config(out, config, resume, given, parse_options(backbone_option or []), weights)
+    result = run_with_progress(data_dir, cfg, quiet, out_dir=out, resume=resume)
+    if result.rank != 0:  # under torchrun the other processes leave saving and reporting to rank 0
+        return
     fp = result.model.save(out)
     eer = f"{result.kept_val_eer:.2%}" if result.kept_val_eer is not None else "n/a"
-    info(f"saved {out} (fingerprint {fp[:12]}): epoch {result.kept_epoch}, validation EER {eer}")
+    stop = " (stopped early)" if result.stopped_early else ""
+    info(f"saved {out} (fingerprint {fp[:12]}): epoch {result.kept_epoch}{stop}, validation EER {eer}")
+
+
+# CLI parameters that are TrainConfig fields of the same name (image_size and the backbone
+# options are converted first).
+_CONFIG_OPTIONS = ("backbone", "embedding_size", "pooling", "channels", "epochs", "batch_size", "m_per_class",
+                   "optimizer", "lr", "weight_decay", "warmup_epochs", "backbone_lr_scale", "freeze_epochs",
+                   "freeze_batchnorm", "clip_grad_norm", "amp", "loss", "miner", "distance", "margin", "augment", "keep",
+                   "patience", "val_fraction", "seed", "workers", "device")
+
+
+def resolve_config(out: Path, config_file: Path | None, resume: bool, given: dict, backbone_options: dict,
+                   weights: Path | None):
+    """The TrainConfig from its layers: defaults < resumed run's config < --config file < options given."""
+    from ..train.checkpoint import load_checkpoint
+    from ..train.config import config_from_dict, merge_layers, read_config_file
+
+    layers: list[dict] = []
+    if resume:  # the settings the interrupted run used, so `--resume` alone continues it
+        layers.append(dict(load_checkpoint(out).progress.get("config", {})))
+    if config_file is not None:
+        layers.append(read_config_file(config_file))
+    options = dict(backbone_options)
+    if weights:
+        options["weights"] = str(weights)
+    layers.append({**given, **({"backbone_options": options} if options else {})})
+    return config_from_dict(merge_layers(*layers), source=str(config_file) if config_file else "the settings")
 
 
 def parse_options(pairs: list[str]) -> dict:
@@ -98,16 +162,21 @@ def parse_options(pairs: list[str]) -> dict:
     return out
 
 
-def run_with_progress(data_dir: Path, cfg, quiet: bool, split=None):
+def run_with_progress(data_dir: Path, cfg, quiet: bool, split=None, out_dir: Path | None = None, resume: bool = False):
     """Run the training loop with a rich progress bar (loss, throughput) and a line per epoch."""
+    import os
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..train.loop import train as run_training
 
-    if quiet:
-        return run_training(data_dir, cfg, split=split)
+    def run(**callbacks):
+        return run_training(data_dir, cfg, split=split, out_dir=out_dir, resume=resume, **callbacks)
+
+    if quiet or os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return run()
     if not err_console.is_terminal:  # logs get one line per epoch, no redrawn bars
-        return run_training(data_dir, cfg, split=split, on_epoch=lambda r: info(_epoch_line(r)))
+        return run(on_epoch=lambda r: info(_epoch_line(r)))
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[status]}"), console=err_console) as bar:
         task = bar.add_task("loading images", total=None, status="")
@@ -115,18 +184,22 @@ def run_with_progress(data_dir: Path, cfg, quiet: bool, split=None):
         def on_loaded(n: int) -> None:
             bar.advance(task, n)
 
-        def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
+        def on_step(epoch: int, step: int, steps: int, loss: float, images_per_s: float) -> None:
             bar.update(task, description=f"epoch {epoch}/{cfg.epochs}", completed=step, total=steps,
-                       status=f"loss {loss:.4f}")
+                       status=f"loss {loss:.4f}  {images_per_s:.0f} img/s")
 
         def on_epoch(r) -> None:
             bar.console.print(_epoch_line(r), highlight=False, markup=False)
             if r.epoch < cfg.epochs:
                 bar.reset(task, description=f"epoch {r.epoch + 1}/{cfg.epochs}", status="")
 
-        return run_training(data_dir, cfg, on_step=on_step, on_epoch=on_epoch, on_loaded=on_loaded, split=split)
+        return run(on_step=on_step, on_epoch=on_epoch, on_loaded=on_loaded)
 
 
 def _epoch_line(r) -> str:
-    val = f"val EER {r.val_eer:.2%}" if r.val_eer is not None else "no validation set"
+    if r.val_eer is None:
+        val = "no validation set"
+    else:
+        val = (f"val EER {r.val_eer:.2%}  TAR@FAR=1e-2 {r.val_tar_at_far_1e_2:.2%}  "
+               f"TAR@FAR=1e-3 {r.val_tar_at_far_1e_3:.2%}")
     return f"epoch {r.epoch:>3}: loss {r.loss:.4f}  {val}  {r.images_per_s:.0f} img/s  {r.seconds:.1f}s"

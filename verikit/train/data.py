@@ -1,4 +1,5 @@
-"""Folder-per-identity training data: identity-disjoint splits, augmentation, decoded caches.
+"""Folder-per-identity training data: identity-disjoint splits, augmentation, decoded caches,
+and the per-epoch index order (seeded, and shared out between data-parallel processes).
 
 Validation identities never appear in training (open-set, as verification is used), so the
 validation EER says how the model does on people it has never seen.
@@ -9,10 +10,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from torchvision.transforms import v2 as T
 
 from ..errors import DataError, ImageError
@@ -103,3 +105,52 @@ class LabelledImages(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img = self.cache[i] if self.cache is not None else self.base(load_image(self.paths[i]))
         return self.finish(img), self.labels[i]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 32-bit seed for ``epoch`` of a run seeded ``seed`` (neighbouring epochs differ a lot)."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+class EpochSampler(Sampler[int]):
+    """This process's indices for one epoch, drawn from a fresh m-per-class sampler.
+
+    Why not hand pytorch-metric-learning's sampler to the DataLoader directly: it draws from
+    numpy's global generator and shuffles its identity list in place, so an epoch's batches depend
+    on every draw made before it. Here each epoch's index list depends only on ``(seed, epoch)``:
+    a resumed run sees the batches the uninterrupted run would have, and every data-parallel
+    process computes the same global list. The list is consecutive global batches of
+    ``batch_size`` (``batch_size / m`` identities x ``m`` images); process ``rank`` of
+    ``world_size`` takes the ``rank``-th contiguous slice of every batch, so the processes together
+    see exactly the global batch. Call :meth:`set_epoch` before each epoch.
+    """
+
+    def __init__(self, make_sampler: Callable[[], Sampler], batch_size: int, seed: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if batch_size % world_size:
+            raise DataError(f"batch size {batch_size} must divide evenly between {world_size} processes")
+        self.make_sampler, self.batch_size, self.seed = make_sampler, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.indices: list[int] = []
+        self.set_epoch(1)
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.batch_size // self.world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        saved = np.random.get_state()  # borrow numpy's global generator, which the library samples from
+        np.random.seed(epoch_seed(self.seed, epoch))
+        try:
+            full = [int(i) for i in self.make_sampler()]
+        finally:
+            np.random.set_state(saved)
+        n, b = self.local_batch_size, self.batch_size
+        self.indices = [i for start in range(0, len(full) - b + 1, b)
+                        for i in full[start + self.rank * n: start + (self.rank + 1) * n]]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)

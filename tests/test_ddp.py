@@ -1,0 +1,79 @@
+"""Data-parallel training computes what one process computes on the global batch.
+
+Two gloo processes on CPU (``torchrun --standalone --nproc_per_node 2``) each take half of every
+global batch of 8; one process takes the whole batch. For the two to be the same computation:
+
+- the batch-hard miner and the triplet loss must see the global batch (the loop gathers it with
+  pytorch-metric-learning's distributed wrappers): with half a batch each process would mine
+  among 2 identities instead of 4 and pick other triplets;
+- nothing may depend on per-process batch statistics: torch has no SyncBatchNorm on CPU, so
+  batch-norm runs on its running statistics here (``--freeze-batchnorm``);
+- no augmentation (each process draws its own) and SGD (Adam's normalisation would amplify
+  float rounding in near-zero gradients).
+
+The weights after 2 epochs x 3 steps must then agree to float rounding, while having moved far
+from their starting point.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import make_pattern_image
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["--backbone", "timm:test_resnet", "--embedding-size", "16", "--image-size", "32", "--epochs", "2",
+        "--batch-size", "8", "--m-per-class", "2", "--loss", "triplet", "--miner", "batch_hard",
+        "--optimizer", "sgd", "--lr", "0.05", "--warmup-epochs", "0", "--augment", "none",
+        "--freeze-batchnorm", "--val-fraction", "0", "--device", "cpu", "--seed", "3", "--quiet"]
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout:{r.stdout}\nstderr:{r.stderr[-3000:]}"
+    return r
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def six_people(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("six")
+    for i in range(6):
+        for k in range(4):
+            make_pattern_image(root / f"id{i}" / f"{k}.png", i, k, size=32)
+    return root
+
+
+def test_two_gloo_processes_train_the_same_weights_as_one(six_people, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run([sys.executable, "-m", "verikit.cli.main", "train", str(six_people), "--out", str(one), *ARGS])
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+          "-m", "verikit.cli.main", "train", str(six_people), "--out", str(two), *ARGS])
+
+    single, parallel = _weights(one), _weights(two)
+    assert single.keys() == parallel.keys()
+    for k in single:
+        torch.testing.assert_close(parallel[k], single[k], rtol=1e-4, atol=1e-5, msg=k)
+
+    from verikit.models.embedder import Embedder
+    from verikit.train.loop import seed_everything
+
+    seed_everything(3)  # the loop seeds, then builds: these are the starting weights of both runs
+    start = Embedder.build("timm:test_resnet", embedding_size=16,
+                           input_spec=Embedder.load(one).input_spec).state_dict()
+    moved = max((single[k] - start[k]).abs().max().item() for k in single if single[k].is_floating_point())
+    assert moved > 1e-2, "training barely moved the weights: the comparison above would prove nothing"
+    # Only rank 0 writes: one CSV with one row per epoch.
+    assert len((two / "train_log.csv").read_text().strip().splitlines()) == 1 + 2
