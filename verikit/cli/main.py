@@ -12,7 +12,7 @@ import sys
 import typer
 
 from . import calibrate, demo, detect, enroll, gallery, plugins, query, train
-from . import benchmark, report
+from . import benchmark, classify, pair_head, report
 
 app = typer.Typer(
     name="verikit",
@@ -30,6 +30,8 @@ app.command()(calibrate.calibrate)
 app.command()(demo.demo)
 app.command()(plugins.plugins)
 app.add_typer(benchmark.app, name="benchmark")
+app.add_typer(classify.app, name="classify")
+app.add_typer(pair_head.app, name="pair-head")
 app.command()(report.report)
 app.command()(detect.detect)
 benchmark.app.command("detection")(detect.benchmark_detection)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,16 @@ def _detection_for(g, detector, detector_option, crop_margin):
 ExitCodeOpt = Annotated[bool, typer.Option("--exit-code", help="Exit with status 3 when the answer is no match / unknown.")]
 
 
+class Scorer(str, Enum):
+    similarity = "similarity"
+    pair_head = "pair-head"
+
+
+ScorerOpt = Annotated[Scorer, typer.Option(
+    "--scorer", help="similarity: the model's measure (calibration.json threshold); pair-head: the learned pair "
+                     "head next to the model (`verikit pair-head train`; its own threshold).")]
+
+
 def verify(
     image: Annotated[Path, typer.Argument(help="Probe image.", show_default=False)],
     claim: Annotated[str, typer.Option("--claim", "-c", help="Identity the probe claims to be.", show_default=False)],
@@ -37,12 +48,14 @@ def verify(
     multiple_faces: MultipleFacesOpt = MultipleFaces.largest,
     crop_margin: CropMarginOpt = None,
     save_crops: SaveCropsOpt = None,
+    scorer: ScorerOpt = Scorer.similarity,
 ) -> None:
     """Is this probe the claimed identity? Prints score, threshold and decision.
 
-    The score is the best cosine similarity between the probe and the identity's templates; it is
-    a match when score >= threshold. The threshold comes from the model's calibration.json
-    (`verikit calibrate`) unless --threshold is given.
+    The score is the best similarity (the model's measure, cosine by default) between the probe
+    and the identity's templates; it is a match when score >= threshold. The threshold comes from
+    the model's calibration.json (`verikit calibrate`) unless --threshold is given. With
+    --scorer pair-head the score is the learned pair head's sigmoid output instead.
 
     Example: verikit verify probe.jpg --claim alice --gallery people --exit-code
 
@@ -53,11 +66,24 @@ def verify(
     from ..pipeline.operations import verify as do_verify
 
     net, model_dir = load_model(model, device, gallery)
-    cal = load_calibration(model_dir, net)
+    score_fn = None
+    if scorer is Scorer.pair_head:
+        from ..errors import CalibrationError
+        from ..models.pair_head import SavedPairHead
+
+        head = SavedPairHead.load(model_dir, fingerprint=net.fingerprint)
+        # The similarity calibration is in other units: the head's own threshold, or --threshold.
+        cal, threshold = None, head.threshold if threshold is None else threshold
+        if threshold is None:
+            raise CalibrationError("the pair head has no calibrated threshold (trained with --val-fraction 0): "
+                                   "pass --threshold")
+        score_fn = head.head.best_score
+    else:
+        cal = load_calibration(model_dir, net)
     with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
         detection = _detection_for(g, detector, detector_option, crop_margin)
         decision = do_verify(net, g, image, claim, threshold=threshold, calibration=cal, detection=detection,
-                             faces=face_policy(multiple_faces, save_crops))
+                             faces=face_policy(multiple_faces, save_crops), scorer=score_fn)
     data = decision.to_dict()
     if fmt is OutputFormat.json:
         emit(data, fmt)

@@ -7,6 +7,11 @@ A gallery is a directory::
     index.faiss      derived from the templates; rebuilt whenever it is missing or stale.
     index.json       which generation of the database the index file reflects.
 
+Scores are the similarities of the model's measure (``meta.similarity``, recorded at creation
+from the model; ``cosine`` for galleries that predate it; see :mod:`verikit.similarity`). The index
+always searches unit vectors by inner product; measures that are monotone in the cosine convert its
+scores, and L1 (which is not) is searched exactly by brute force over the stored templates.
+
 Every change bumps ``generation`` inside the same SQLite transaction that makes it. The index is
 saved after the commit (atomically, by rename) with that generation next to it; an index whose
 generation differs from the database's is stale and is rebuilt on open. So a crash or kill at any
@@ -28,6 +33,7 @@ import numpy as np
 
 from ..errors import DataError, FingerprintMismatchError, GalleryError, IdentityNotFoundError
 from ..registry import index_backends
+from ..similarity import parse_measure
 from ..structures import Hit
 
 SCHEMA_VERSION = 1
@@ -98,6 +104,7 @@ class Gallery:
         self.fingerprint = meta["fingerprint"]
         self.index_spec = meta["index"]
         self.uid = meta["uid"]
+        self.measure = parse_measure(meta.get("similarity", "cosine"))
         self._meta = meta
         self._index = index_backends.create(self.index_spec, dim=self.dim)
         self._index_dirty = False
@@ -116,8 +123,13 @@ class Gallery:
 
     @classmethod
     def create(cls, path: str | Path, *, dim: int, fingerprint: str, index: str = "faiss:Flat",
-               model_path: str | None = None, extra_meta: Mapping[str, str] | None = None) -> "Gallery":
-        """Create a new, empty gallery directory (refuses to overwrite one)."""
+               model_path: str | None = None, extra_meta: Mapping[str, str] | None = None,
+               similarity: str = "cosine") -> "Gallery":
+        """Create a new, empty gallery directory (refuses to overwrite one).
+
+        ``similarity`` is the model's measure (``ModelConfig.similarity``): scores use it.
+        """
+        similarity = parse_measure(similarity).spec  # refuse an unknown measure before creating anything
         path = Path(path)
         if (path / DB_FILE).exists():
             raise GalleryError(f"a gallery already exists at '{path}'")
@@ -133,7 +145,7 @@ class Gallery:
             conn.executescript(_SCHEMA)
             meta = {"schema_version": str(SCHEMA_VERSION), "dim": str(int(dim)), "fingerprint": fingerprint,
                     "index": index, "generation": "0", "uid": uuid.uuid4().hex, "created_at": str(time.time()),
-                    "model_path": model_path or "", **(extra_meta or {})}
+                    "model_path": model_path or "", "similarity": similarity, **(extra_meta or {})}
             conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
             conn.execute("INSERT INTO audit(at, action, detail) VALUES (?, 'create', ?)",
                          (time.time(), json.dumps({"dim": dim, "index": index, "fingerprint": fingerprint})))
@@ -257,7 +269,8 @@ class Gallery:
         norms = np.linalg.norm(v, axis=1, keepdims=True)
         if (norms < 1e-12).any():
             raise DataError(f"{what}: a zero vector cannot be compared")
-        return np.ascontiguousarray(v / norms, dtype=np.float32)  # scores are cosine similarities
+        # Unit vectors: the inner-product index then ranks by cosine, which every measure but L1 follows.
+        return np.ascontiguousarray(v / norms, dtype=np.float32)
 
     def add(self, name: str, vectors: np.ndarray, sources: Sequence[str] | None = None,
             metadata: Mapping[str, Any] | None = None) -> int:
@@ -393,9 +406,9 @@ class Gallery:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
 
     def score(self, query: np.ndarray, name: str) -> float:
-        """1:1 score of a probe against an identity: best cosine over its templates (exact)."""
-        q = self._validated(query, "probe")[0]
-        return float((self.templates(name) @ q).max())
+        """1:1 score of a probe against an identity: its best template under the gallery's measure (exact)."""
+        q = self._validated(query, "probe")
+        return float(self.measure.scores(self.templates(name), q).max())
 
     def search(self, queries: np.ndarray, top_k: int = 5) -> list[list[Hit]]:
         """1:N: for each query the ``top_k`` identities by their best-scoring template."""
@@ -405,6 +418,8 @@ class Gallery:
         n_total = self._index.ntotal
         if n_total == 0:
             return [[] for _ in range(len(q))]
+        if not self.measure.monotone_in_cosine:
+            return self._exact_search(q, top_k)
         per_identity = int(self._conn.execute("SELECT COALESCE(MAX(n_templates), 1) FROM identities").fetchone()[0])
         # The k-th distinct identity's best template ranks at most (k-1)*T + 1 among templates,
         # where T is the most templates any identity has: fetching that many is exact.
@@ -421,10 +436,29 @@ class Gallery:
                 name = names[int(i)]
                 if name not in seen:
                     seen.add(name)
-                    hits.append(Hit(name, float(s)))
+                    hits.append(Hit(name, float(self.measure.from_cosine(s))))
                     if len(hits) == top_k:
                         break
             results.append(hits)
+        return results
+
+    def _exact_search(self, q: np.ndarray, top_k: int) -> list[list[Hit]]:
+        """Brute force over every stored template with the gallery's measure: for L1, whose ranking
+        an inner-product index cannot give. Exact; cost grows linearly with the gallery."""
+        idents = {i: n for i, n in self._conn.execute("SELECT id, name FROM identities")}
+        order = np.array(sorted(idents), dtype=np.int64)
+        best = np.full((len(q), len(order)), -np.inf)
+        cur = self._conn.execute("SELECT identity_id, vector FROM templates ORDER BY id")
+        while rows := cur.fetchmany(_REBUILD_CHUNK):
+            owner = np.searchsorted(order, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+            scores = self.measure.scores(q, vecs)
+            for k in range(len(q)):  # best template per identity
+                np.maximum.at(best[k], owner, scores[k])
+        results = []
+        for row in best:
+            top = np.argsort(-row, kind="stable")[:top_k]
+            results.append([Hit(idents[int(order[j])], float(row[j])) for j in top if np.isfinite(row[j])])
         return results
 
     def _names_of(self, template_ids: np.ndarray) -> dict[int, str]:
@@ -444,6 +478,7 @@ class Gallery:
         return {"path": str(self.path), "identities": len(self), "templates": self.n_templates, "dim": self.dim,
                 "index": self.index_spec, "indexed_vectors": self._index.ntotal,
                 "model_fingerprint": self.fingerprint, "model_path": self._meta.get("model_path") or None,
+                "similarity": self.measure.spec,
                 "generation": self.generation, "schema_version": SCHEMA_VERSION,
                 "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(self._meta["created_at"])))}
 

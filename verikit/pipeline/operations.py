@@ -52,8 +52,9 @@ def open_gallery_for(model: Embedder, path: str | Path, *, create: bool = False,
     if create and not (Path(path) / "gallery.sqlite").exists():
         from .detection import GALLERY_META_KEY
         extra = {GALLERY_META_KEY: detection.to_meta()} if detection is not None else None
+        # The gallery scores with the measure the model was trained with (verikit.similarity).
         return Gallery.create(path, dim=model.embedding_size, fingerprint=model.fingerprint, index=index,
-                              model_path=model_path, extra_meta=extra)
+                              model_path=model_path, extra_meta=extra, similarity=model.config.similarity)
     return Gallery.open(path, fingerprint=model.fingerprint)
 
 
@@ -163,17 +164,21 @@ def resolve_threshold(threshold: float | None, calibration: Calibration | None) 
 
 def verify(model: Embedder, gallery: Gallery, image: str | Path, claim: str, *,
            threshold: float | None = None, calibration: Calibration | None = None,
-           detection: DetectionSettings | None = None, faces: FacePolicy | None = None) -> Decision:
+           detection: DetectionSettings | None = None, faces: FacePolicy | None = None,
+           scorer: Callable[[np.ndarray, np.ndarray], float] | None = None) -> Decision:
     """1:1: score the probe against the claimed identity's templates (best match).
 
     The probe goes through the gallery's recorded detector when it has one (``detection`` may
     repeat it; different settings are refused); no face in the probe raises ImageError.
+    ``scorer(probe, templates)`` replaces the gallery's similarity (e.g. a learned pair head's
+    ``best_score``); its threshold must then be in its own units.
     """
     t = resolve_threshold(threshold, calibration)
     gallery.identity(claim)  # unknown claim fails before any model work
     settings = bind_to_gallery(gallery, detection)
     cropper = FaceCropper(settings, faces) if settings is not None else None
-    score = gallery.score(_embed_probe(model, image, cropper), claim)
+    probe = _embed_probe(model, image, cropper)
+    score = gallery.score(probe, claim) if scorer is None else scorer(probe, gallery.templates(claim))
     est = calibration.estimated_fmr(score) if calibration is not None else None
     return Decision(str(image), claim, score, t, est)
 

@@ -1,7 +1,13 @@
-"""Losses and miners by name: the one module that imports pytorch_metric_learning.
+"""Losses and miners by name; with :mod:`verikit.train.distances`, the only importers of
+pytorch_metric_learning.
 
 Keeping the library behind names means configs and the CLI speak strings (``triplet``,
-``batch_hard``), the saved model records them, and a pytorch-metric-learning upgrade touches one file.
+``batch_hard``, ``rbf:0.5``), the saved model records them, and a pytorch-metric-learning upgrade
+touches two files.
+
+Pair/triplet losses and miners take a ``distance`` spec (see :mod:`verikit.similarity`); margins
+are in that measure's units. Proxy losses are defined on the cosine (their margins and scales
+are cosine quantities), so they accept only ``cosine`` or ``dot`` (equal on unit embeddings).
 """
 
 from __future__ import annotations
@@ -18,11 +24,35 @@ PROXY_LOSSES = ("normalized_softmax", "cosface", "arcface")
 MINERS = ("batch_hard", "semihard", "hard", "all", "multi_similarity", "none")
 
 
+# Losses that compare each embedding with identity proxies under the cosine only.
+PROXY_DISTANCES = ("cosine", "dot")
+
+
+def contrastive_margins(distance: str, margin: float | None) -> tuple[float, float]:
+    """(pos_margin, neg_margin) for ContrastiveLoss in the measure's own units.
+
+    Similarities (cosine, dot, rbf; 1 = identical) pull positives to 1 and push negatives below
+    ``margin`` (0.5); distances pull positives to 0 and push negatives beyond ``margin`` (1.0, the
+    library's default, about the distance of orthogonal unit vectors in L2).
+    """
+    from .distances import build_distance
+
+    if build_distance(distance).is_inverted:
+        return 1.0, 0.5 if margin is None else margin
+    return 0.0, 1.0 if margin is None else margin
+
+
 def build_loss(name: str = "triplet", *, margin: float | None = None, num_classes: int | None = None,
-               embedding_size: int | None = None) -> Any:
-    from pytorch_metric_learning import distances, losses
+               embedding_size: int | None = None, distance: str = "cosine") -> Any:
+    from pytorch_metric_learning import losses
+
+    from ..similarity import parse_measure
+    from .distances import build_distance
 
     if name in PROXY_LOSSES:
+        if parse_measure(distance).name not in PROXY_DISTANCES:
+            raise DataError(f"loss {name!r} is defined on the cosine; use --distance cosine (or dot), "
+                            f"or a pair loss (triplet, contrastive, multi_similarity) with {distance!r}")
         if not num_classes or not embedding_size:
             raise DataError(f"loss {name!r} needs num_classes and embedding_size (it learns one proxy per identity)")
         if name == "normalized_softmax":  # cosine softmax over identity proxies (Zhai & Wu, 2018)
@@ -33,29 +63,32 @@ def build_loss(name: str = "triplet", *, margin: float | None = None, num_classe
         return losses.ArcFaceLoss(num_classes, embedding_size, margin=math.degrees(0.5 if margin is None else margin),
                                   scale=30)
 
-    # Cosine similarity on unit vectors matches how the gallery scores.
-    cos = distances.CosineSimilarity()
+    # The model records ``distance`` and its gallery scores with it: training and scoring agree.
+    dist = build_distance(distance)
     if name == "triplet":
-        return losses.TripletMarginLoss(margin=0.2 if margin is None else margin, distance=cos)
+        return losses.TripletMarginLoss(margin=0.2 if margin is None else margin, distance=dist)
     if name == "contrastive":
-        return losses.ContrastiveLoss(pos_margin=1.0, neg_margin=0.5 if margin is None else margin, distance=cos)
+        pos, neg = contrastive_margins(distance, margin)
+        return losses.ContrastiveLoss(pos_margin=pos, neg_margin=neg, distance=dist)
     if name == "multi_similarity":
-        return losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5, distance=cos)
+        return losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5, distance=dist)
     raise DataError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
 
 
-def build_miner(name: str = "batch_hard", *, margin: float = 0.2) -> Any:
-    from pytorch_metric_learning import distances, miners
+def build_miner(name: str = "batch_hard", *, margin: float = 0.2, distance: str = "cosine") -> Any:
+    from pytorch_metric_learning import miners
 
-    cos = distances.CosineSimilarity()
+    from .distances import build_distance
+
+    dist = build_distance(distance)  # the miner must rank pairs the way the loss and the gallery do
     if name == "none":
         return None
     if name == "batch_hard":
-        return miners.BatchHardMiner(distance=cos)
+        return miners.BatchHardMiner(distance=dist)
     if name in ("semihard", "hard", "all"):
-        return miners.TripletMarginMiner(margin=margin, type_of_triplets=name, distance=cos)
+        return miners.TripletMarginMiner(margin=margin, type_of_triplets=name, distance=dist)
     if name == "multi_similarity":
-        return miners.MultiSimilarityMiner(epsilon=0.1, distance=cos)
+        return miners.MultiSimilarityMiner(epsilon=0.1, distance=dist)
     raise DataError(f"unknown miner {name!r}; choose one of {', '.join(MINERS)}")
 
 
