@@ -190,3 +190,41 @@ def test_plugins_lists_the_builtins():
     rows = json.loads(ok("plugins", "-f", "json").stdout)
     names = {(r["kind"], r["name"]) for r in rows}
     assert ("backbone", "timm") in names and ("index_backend", "faiss") in names
+
+
+def test_calibrate_with_score_normalisation_then_verify_and_search_normalise_too(tmp_path, synthetic_faces,
+                                                                                tiny_model_dir):
+    from verikit.calibrate.cohort import Cohort
+    from verikit.index.gallery import Gallery
+    from verikit.io import load_image
+    from verikit.models.embedder import Embedder
+    from verikit.models.inference import embed_images
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in tiny_model_dir.iterdir():
+        (model / f.name).write_bytes(f.read_bytes())
+    cohort_dir = tmp_path / "cohort"
+    for i in range(10, 14):
+        for k in range(3):
+            make_pattern_image(cohort_dir / f"c{i}" / f"{k}.png", i, k)
+    cal = json.loads(ok("calibrate", synthetic_faces, "-m", model, "--target-fmr", "0.2", "--norm", "s",
+                        "--cohort", cohort_dir, "-f", "json").stdout)
+    assert cal["normalization"] == {"method": "s", "top_k": None, "cohort_size": 12}
+    gallery = tmp_path / "g"
+    for i in range(3):
+        ok("enroll", f"id{i}", synthetic_faces / f"id{i}" / "0.png", synthetic_faces / f"id{i}" / "1.png",
+           "-m", model, "-g", gallery)
+    probe = synthetic_faces / "id1" / "3.png"
+    d = json.loads(ok("verify", probe, "--claim", "id1", "-g", gallery, "-f", "json").stdout)
+    # Oracle: the normalised best-template score computed directly from the saved cohort.
+    net = Embedder.load(model)
+    cohort = Cohort.load(model, fingerprint=net.fingerprint)
+    emb = embed_images(net, [load_image(probe)])[0]
+    with Gallery.open(gallery) as g:
+        expected = {n: cohort.best_score(emb, g.templates(n)) for n in ("id0", "id1", "id2")}
+    assert d["score"] == pytest.approx(expected["id1"], abs=1e-4)
+    assert d["threshold"] == pytest.approx(cal["threshold"], abs=1e-6)
+    hits = json.loads(ok("search", probe, "-g", gallery, "-k", "3", "-f", "json").stdout)[0]["hits"]
+    assert [h["identity"] for h in hits] == sorted(expected, key=lambda n: -expected[n])
+    assert [h["score"] for h in hits] == pytest.approx(sorted(expected.values(), reverse=True), abs=1e-4)

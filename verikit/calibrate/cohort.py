@@ -46,6 +46,11 @@ class Cohort:
         n = len(ref.mean)
         return normalize(raw, ref.mean, ref.std, np.repeat(pr.mean, n), np.repeat(pr.std, n), self.method)
 
+    def best_score(self, probe: np.ndarray, templates: np.ndarray) -> float:
+        """1:1 score of a probe against an identity: its best normalised template score."""
+        raw = (np.asarray(templates, np.float32) @ np.asarray(probe, np.float32)).astype(np.float64)
+        return float(self.normalize(raw, templates, probe).max())
+
     def normalize_pairs(self, raw: np.ndarray, embeddings: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Normalise ``raw[k] = cos(embeddings[a[k]], embeddings[b[k]])`` (statistics computed once per row)."""
         st = self._stats(embeddings)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class Calibration:
     impostor_tail: tuple[float, ...] = ()   # largest impostor scores, descending
     created_at: str = ""
     version: int = CALIBRATION_VERSION
+    # {"method", "top_k", "cohort_size"} when scores were normalised against a cohort (cohort.npz).
+    normalization: dict[str, Any] | None = None
+    cohort: Any = field(default=None, compare=False, repr=False)  # the loaded Cohort, never serialised
 
     def estimated_fmr(self, score: float) -> float:
         """Fraction of calibration impostors scoring >= ``score`` (a lower bound below the kept tail)."""
@@ -47,12 +50,15 @@ class Calibration:
         return float((tail >= score).sum()) / self.n_impostor
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cohort"}
         d["fmr_interval"], d["fnmr_interval"] = list(self.fmr_interval), list(self.fnmr_interval)
         d["impostor_tail"] = [round(float(s), 7) for s in self.impostor_tail]
         return d
 
     def save(self, model_dir: str | Path) -> Path:
+        """Write calibration.json (and the cohort next to it when scores are normalised)."""
+        if self.cohort is not None:
+            self.cohort.save(model_dir)
         path = Path(model_dir) / CALIBRATION_FILE
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
@@ -81,11 +87,14 @@ class Calibration:
             raise FingerprintMismatchError(
                 f"calibration '{path}' was made for model {cal.model_fingerprint[:12]}, not this model "
                 f"({fingerprint[:12]}); re-run `verikit calibrate` for this model")
+        if cal.normalization:
+            from .cohort import Cohort
+            cal = replace(cal, cohort=Cohort.load(path.parent, fingerprint=cal.model_fingerprint))
         return cal
 
 
 def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_fmr: float, fingerprint: str,
-              data: dict[str, Any] | None = None) -> Calibration:
+              data: dict[str, Any] | None = None, cohort: Any = None) -> Calibration:
     """The lowest threshold whose false-match rate on ``impostor`` is at most ``target_fmr``."""
     # Keep the scores' own dtype: the threshold is then exact in the precision scores are compared in.
     genuine, impostor = np.asarray(genuine), np.asarray(impostor)
@@ -97,4 +106,7 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_fmr: float, fing
         threshold=float(t), target_fmr=float(target_fmr), measured_fmr=float(fmr), measured_fnmr=float(fnmr),
         fmr_interval=wilson_interval(round(fmr * n_i), n_i), fnmr_interval=wilson_interval(round(fnmr * n_g), n_g),
         n_genuine=n_g, n_impostor=n_i, model_fingerprint=fingerprint, data=dict(data or {}),
-        impostor_tail=tuple(float(s) for s in tail), created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        impostor_tail=tuple(float(s) for s in tail), created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        normalization=None if cohort is None else {"method": cohort.method, "top_k": cohort.top_k,
+                                                   "cohort_size": int(len(cohort.embeddings))},
+        cohort=cohort)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,6 +17,13 @@ def calibrate(
                                         show_default=False)],
     target_fmr: Annotated[float, typer.Option(min=1e-9, max=1.0,
                                               help="False-match rate to allow (fraction of impostor pairs accepted).")] = 1e-3,
+    norm: Annotated[Optional[str], typer.Option(
+        help="Normalise scores against --cohort: z, t, s (symmetric S-norm) or as (adaptive S-norm, top-k "
+             "cohort). verify/search then normalise the same way.", show_default=False)] = None,
+    cohort: Annotated[Optional[Path], typer.Option(
+        help="Cohort for --norm: one sub-folder per identity, people neither in the validation set "
+             "nor enrolled later.", show_default=False)] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=2, help="Cohort members per side for --norm as.")] = 100,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = OutputFormat.table,
@@ -44,7 +51,24 @@ def calibrate(
         out = embed_files(net, [p for _, p in scan.items], batch_size=batch_size, progress=advance)
     for _, reason in out.failures:
         warn(f"skipped {reason}")
-    cal = calibrate_embeddings(net, out.embeddings, [label_of[p] for p in out.paths], target_fmr,
+    cohort_obj = None
+    if (norm is None) != (cohort is None):
+        raise typer.BadParameter("--norm and --cohort go together")
+    if norm is not None:
+        from ..calibrate.cohort import Cohort
+        from ..pipeline.calibration import require_cosine
+
+        require_cosine(net)
+        cohort_scan = scan_identity_folders(cohort)
+        with progress_bar(f"embedding {len(cohort_scan.items)} cohort image(s)", len(cohort_scan.items), quiet) as adv:
+            cohort_out = embed_files(net, [p for _, p in cohort_scan.items], batch_size=batch_size, progress=adv)
+        overlap = set(cohort_scan.identities) & set(scan.identities)
+        if overlap:
+            warn(f"{len(overlap)} identities are in both the cohort and the validation set (e.g. "
+                 f"{sorted(overlap)[0]!r}): normalisation assumes they are different people")
+        cohort_obj = Cohort(cohort_out.embeddings, norm, min(top_k, len(cohort_out.embeddings)) if norm == "as" else None,
+                            net.fingerprint)
+    cal = calibrate_embeddings(net, out.embeddings, [label_of[p] for p in out.paths], target_fmr, cohort=cohort_obj,
                                data={"path": str(data_dir), "identities": len(scan.identities),
                                      "images": len(out.paths)})
     cal.save(model)

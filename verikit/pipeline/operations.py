@@ -24,7 +24,7 @@ from ..index.gallery import Gallery
 from ..io import load_image
 from ..models.embedder import Embedder
 from ..models.inference import embed_files, embed_images
-from ..structures import Decision, SearchResult
+from ..structures import Decision, Hit, SearchResult
 from .detection import DetectionSettings, FaceCropper, FacePolicy, bind_to_gallery
 
 
@@ -178,6 +178,8 @@ def verify(model: Embedder, gallery: Gallery, image: str | Path, claim: str, *,
     settings = bind_to_gallery(gallery, detection)
     cropper = FaceCropper(settings, faces) if settings is not None else None
     probe = _embed_probe(model, image, cropper)
+    if scorer is None and calibration is not None and calibration.cohort is not None:
+        scorer = calibration.cohort.best_score  # the threshold was calibrated on normalised scores
     score = gallery.score(probe, claim) if scorer is None else scorer(probe, gallery.templates(claim))
     est = calibration.estimated_fmr(score) if calibration is not None else None
     return Decision(str(image), claim, score, t, est)
@@ -194,6 +196,19 @@ def _embed_probe_crops(model: Embedder, images: Sequence[str | Path], cropper: F
         vectors.append(embed_images(model, [c.image for c in crops], batch_size=batch_size))
     emb = np.concatenate(vectors) if vectors else np.zeros((0, model.embedding_size), np.float32)
     return labels, emb, failures
+
+
+def _normalised_search(gallery: Gallery, embeddings: np.ndarray, top_k: int, cohort) -> list[list[Hit]]:
+    """Re-rank a widened candidate list by normalised scores (the calibration's units).
+
+    Normalisation changes scores per identity, so the raw top-k may not be the normalised top-k;
+    4x the candidates (at least 20) makes a miss unlikely without scoring the whole gallery.
+    """
+    out = []
+    for emb, hits in zip(embeddings, gallery.search(embeddings, max(4 * top_k, 20))):
+        rescored = [Hit(h.identity, cohort.best_score(emb, gallery.templates(h.identity))) for h in hits]
+        out.append(sorted(rescored, key=lambda h: -h.score)[:top_k])
+    return out
 
 
 def search(model: Embedder, gallery: Gallery, images: Sequence[str | Path], *, top_k: int = 5,
@@ -218,8 +233,11 @@ def search(model: Embedder, gallery: Gallery, images: Sequence[str | Path], *, t
     if len(images) == 1 and failures:
         raise ImageError(failures[0][1])
     results = []
+    cohort = calibration.cohort if calibration is not None else None
     if len(labels):
-        for path, hits in zip(labels, gallery.search(embeddings, top_k)):
+        all_hits = gallery.search(embeddings, top_k) if cohort is None else \
+            _normalised_search(gallery, embeddings, top_k, cohort)
+        for path, hits in zip(labels, all_hits):
             top = hits[0] if hits else None
             ident = None if top is None or (t is not None and top.score < t) else top.identity
             results.append(SearchResult(str(path), tuple(hits), t, ident))
