@@ -11,8 +11,8 @@ import sys
 
 import typer
 
-from . import calibrate, demo, detect, enroll, gallery, plugins, query, train
-from . import benchmark, classify, pair_head, report
+from . import (benchmark, calibrate, classify, demo, detect, enroll, gallery, pair_head, plugins, query, report,
+               train)
 
 app = typer.Typer(
     name="verikit",
