@@ -228,3 +228,8 @@ def test_calibrate_with_score_normalisation_then_verify_and_search_normalise_too
     hits = json.loads(ok("search", probe, "-g", gallery, "-k", "3", "-f", "json").stdout)[0]["hits"]
     assert [h["identity"] for h in hits] == sorted(expected, key=lambda n: -expected[n])
     assert [h["score"] for h in hits] == pytest.approx(sorted(expected.values(), reverse=True), abs=1e-4)
+    # The gallery itself as the cohort: its 6 templates.
+    r = ok("calibrate", synthetic_faces, "-m", model, "--target-fmr", "0.2", "--norm", "z", "--cohort", gallery,
+           "-f", "json")
+    assert json.loads(r.stdout)["normalization"]["cohort_size"] == 6
+    assert "in both the cohort and the validation set" in r.stderr  # id0-id2 are in both here: said

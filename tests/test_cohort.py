@@ -46,3 +46,13 @@ def test_bad_settings_are_refused():
         Cohort(np.eye(3, dtype=np.float32), "q", None, "fp")
     with pytest.raises(CalibrationError, match="needs --top-k"):
         Cohort(np.eye(3, dtype=np.float32), "as", None, "fp")
+
+
+def test_an_identity_never_normalises_against_its_own_templates():
+    rng = np.random.default_rng(2)
+    others, own = unit(rng, 12), unit(rng, 3)
+    probe = unit(rng, 1)[0]
+    with_own = Cohort(np.vstack([others, own]), "as", 5, "fp")   # e.g. the gallery as cohort
+    without_own = Cohort(others, "as", 5, "fp")
+    assert with_own.best_score(probe, own) == pytest.approx(without_own.best_score(probe, own), abs=1e-9)
+    assert len(with_own.without(own).embeddings) == 12

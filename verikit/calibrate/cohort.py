@@ -47,9 +47,23 @@ class Cohort:
         return normalize(raw, ref.mean, ref.std, np.repeat(pr.mean, n), np.repeat(pr.std, n), self.method)
 
     def best_score(self, probe: np.ndarray, templates: np.ndarray) -> float:
-        """1:1 score of a probe against an identity: its best normalised template score."""
-        raw = (np.asarray(templates, np.float32) @ np.asarray(probe, np.float32)).astype(np.float64)
-        return float(self.normalize(raw, templates, probe).max())
+        """1:1 score of a probe against an identity: its best normalised template score.
+
+        Cohort members that are the identity's own templates are left out of both sides'
+        statistics: with the gallery itself as the cohort, the claimed identity must not
+        normalise its own comparison.
+        """
+        templates = np.atleast_2d(np.asarray(templates, np.float32))
+        raw = (templates @ np.asarray(probe, np.float32)).astype(np.float64)
+        return float(self.without(templates).normalize(raw, templates, probe).max())
+
+    def without(self, templates: np.ndarray) -> "Cohort":
+        """This cohort less any member equal (cosine > 1 - 1e-6) to one of ``templates``."""
+        same = (self.embeddings @ np.atleast_2d(templates).T).max(axis=1) > 1 - 1e-6
+        if not same.any():
+            return self
+        return Cohort(self.embeddings[~same], self.method,
+                      min(self.top_k, int((~same).sum())) if self.top_k else None, self.model_fingerprint)
 
     def normalize_pairs(self, raw: np.ndarray, embeddings: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Normalise ``raw[k] = cos(embeddings[a[k]], embeddings[b[k]])`` (statistics computed once per row)."""

@@ -21,8 +21,8 @@ def calibrate(
         help="Normalise scores against --cohort: z, t, s (symmetric S-norm) or as (adaptive S-norm, top-k "
              "cohort). verify/search then normalise the same way.", show_default=False)] = None,
     cohort: Annotated[Optional[Path], typer.Option(
-        help="Cohort for --norm: one sub-folder per identity, people neither in the validation set "
-             "nor enrolled later.", show_default=False)] = None,
+        help="Cohort for --norm: a folder with one sub-folder per identity (people not in the validation "
+             "set), or a gallery directory, whose templates then serve as the cohort.", show_default=False)] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=2, help="Cohort members per side for --norm as.")] = 100,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "auto",
@@ -38,6 +38,8 @@ def calibrate(
 
     Example: verikit calibrate data/val --model runs/orl --target-fmr 1e-3
     """
+    import numpy as np
+
     from ..calibrate.metrics import min_supported_fmr
     from ..io import scan_identity_folders
     from ..models.embedder import Embedder
@@ -59,14 +61,25 @@ def calibrate(
         from ..pipeline.calibration import require_cosine
 
         require_cosine(net)
-        cohort_scan = scan_identity_folders(cohort)
-        with progress_bar(f"embedding {len(cohort_scan.items)} cohort image(s)", len(cohort_scan.items), quiet) as adv:
-            cohort_out = embed_files(net, [p for _, p in cohort_scan.items], batch_size=batch_size, progress=adv)
-        overlap = set(cohort_scan.identities) & set(scan.identities)
+        if (cohort / "gallery.sqlite").exists():
+            # The gallery itself as the cohort: its templates, embedded by this same model.
+            from ..index.gallery import Gallery
+
+            with Gallery.open(cohort, fingerprint=net.fingerprint) as g:
+                names = [p.name for p in g.identities()]
+                cohort_vectors = np.concatenate([g.templates(n) for n in names]) if names else np.zeros((0, 1))
+        else:
+            cohort_scan = scan_identity_folders(cohort)
+            names = cohort_scan.identities
+            with progress_bar(f"embedding {len(cohort_scan.items)} cohort image(s)", len(cohort_scan.items),
+                              quiet) as adv:
+                cohort_vectors = embed_files(net, [p for _, p in cohort_scan.items], batch_size=batch_size,
+                                             progress=adv).embeddings
+        overlap = set(names) & set(scan.identities)
         if overlap:
             warn(f"{len(overlap)} identities are in both the cohort and the validation set (e.g. "
                  f"{sorted(overlap)[0]!r}): normalisation assumes they are different people")
-        cohort_obj = Cohort(cohort_out.embeddings, norm, min(top_k, len(cohort_out.embeddings)) if norm == "as" else None,
+        cohort_obj = Cohort(cohort_vectors, norm, min(top_k, len(cohort_vectors)) if norm == "as" else None,
                             net.fingerprint)
     cal = calibrate_embeddings(net, out.embeddings, [label_of[p] for p in out.paths], target_fmr, cohort=cohort_obj,
                                data={"path": str(data_dir), "identities": len(scan.identities),
