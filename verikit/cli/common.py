@@ -59,7 +59,7 @@ def warn(message: str) -> None:
 
 
 def info(message: str) -> None:
-    err_console.print(message, highlight=False, markup=False)
+    err_console.print(message, highlight=False, markup=False, soft_wrap=True)
 
 
 @contextmanager
