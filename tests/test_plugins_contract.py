@@ -10,7 +10,8 @@ from verikit import testing
 from verikit.registry import backbones, detectors, index_backends
 
 # A spec that builds something small for names whose factory needs an argument; others use the bare name.
-SPECS = {"timm": "timm:test_resnet", "faiss": "faiss:Flat"}
+# Small, fast variants for plugins whose default is heavy (contract, not accuracy, is under test).
+SPECS = {"timm": "timm:test_resnet", "faiss": "faiss:Flat", "torchvision": "torchvision:ssdlite320_mobilenet_v3_large"}
 
 
 def _spec(name: str) -> str:

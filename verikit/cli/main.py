@@ -35,6 +35,8 @@ app.add_typer(pair_head.app, name="pair-head")
 app.command()(report.report)
 app.command()(detect.detect)
 benchmark.app.command("detection")(detect.benchmark_detection)
+from . import detect_train  # noqa: E402 - kept beside its one registration line
+app.command("detect-train")(detect_train.detect_train)
 
 
 def main() -> None:

@@ -1,0 +1,119 @@
+"""Build a torchvision detector, load/save its weights, and run it as a verikit Detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+
+def build_model(arch: str, num_classes: int, *, pretrained: bool = False) -> torch.nn.Module:
+    """A torchvision detection model; nothing is downloaded unless ``pretrained`` (weights='default')."""
+    from torchvision.models import detection, get_model_weights
+
+    builder = getattr(detection, arch)
+    if pretrained:
+        return builder(weights=get_model_weights(builder).DEFAULT)
+    return builder(weights=None, weights_backbone=None, num_classes=num_classes)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a torch file (``weights_only=True``, never pickle code)."""
+    from verikit.errors import PluginError
+
+    path = Path(path)
+    if not path.is_file():
+        raise PluginError(f"torchvision weights file '{path}' does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's one-line error
+        raise PluginError(f"cannot read torchvision weights '{path}': {' '.join(str(exc).split())[:300]}") from exc
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]  # torchvision's reference scripts save {"model": ..., "optimizer": ...}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise PluginError(f"torchvision weights '{path}' are not a state dict of tensors")
+    return state
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True) -> list[str]:
+    """Load a state dict; with ``strict=False`` keys of another shape (a new class count) are skipped.
+
+    Returns the skipped keys.
+    """
+    from verikit.errors import PluginError
+
+    state = read_state_dict(path)
+    own = model.state_dict()
+    if strict:
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+        if missing or unexpected or wrong:
+            detail = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                               for what, keys in (("missing", missing), ("unexpected", unexpected),
+                                                  ("other shape", wrong)) if keys)
+            raise PluginError(f"torchvision weights '{path}' do not fit this model ({detail}); "
+                              "check the architecture and num_classes")
+        model.load_state_dict(state)
+        return []
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    return sorted(set(own) - set(fitting))
+
+
+def save_weights(model: torch.nn.Module, path: str | Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+
+
+def to_tensor(image: Any) -> torch.Tensor:
+    """RGB PIL image -> (3, H, W) float32 in [0, 1] (the models normalise inside)."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+class TorchvisionDetector:
+    """A torchvision detection model in eval mode behind verikit's ``Detector`` protocol.
+
+    Images are run one at a time: torchvision pads a batch to a common size, which would make an
+    image's boxes depend on its batch neighbours (the contract asks batch == one by one).
+    """
+
+    def __init__(self, arch: str, *, weights: str | None, num_classes: int, label: int,
+                 score_threshold: float, device: str) -> None:
+        self.arch, self.weights, self.num_classes = arch, weights, num_classes
+        self.label, self.score_threshold, self.device = label, score_threshold, torch.device(device)
+        model = build_model(arch, num_classes, pretrained=weights == "default")
+        if weights and weights != "default":
+            load_weights(model, weights)
+        self.model = model.to(self.device).eval()
+
+    def __repr__(self) -> str:
+        return (f"TorchvisionDetector({self.arch!r}, weights={self.weights!r}, num_classes={self.num_classes}, "
+                f"label={self.label}, score_threshold={self.score_threshold})")
+
+    @torch.inference_mode()
+    def detect(self, images: Sequence[Any]) -> list[Any]:
+        return [self._detect_one(image) for image in images]
+
+    def _detect_one(self, image: Any) -> Any:
+        from verikit.structures import Detections
+
+        w, h = image.size
+        out = self.model([to_tensor(image).to(self.device)])[0]
+        keep = (out["labels"] == self.label) & (out["scores"] >= self.score_threshold)
+        boxes = out["boxes"][keep].float().cpu().numpy()
+        scores = out["scores"][keep].float().cpu().numpy()
+        boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
+        boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        order = np.argsort(-scores[valid], kind="stable")
+        return Detections(boxes[valid][order], scores[valid][order], image_size=(w, h))
