@@ -9,9 +9,10 @@ import pytest
 from verikit import testing
 from verikit.registry import backbones, detectors, index_backends
 
-# A spec that builds something small for names whose factory needs an argument; others use the bare name.
-# Small, fast variants for plugins whose default is heavy (contract, not accuracy, is under test).
-SPECS = {"timm": "timm:test_resnet", "faiss": "faiss:Flat", "torchvision": "torchvision:ssdlite320_mobilenet_v3_large"}
+# Specs that build something small: for names whose factory needs an argument, and for plugins whose
+# default is heavy (the contract, not accuracy, is under test). Other names are used bare.
+SPECS = {"timm": "timm:test_resnet", "faiss": "faiss:Flat", "torchvision": "torchvision:ssdlite320_mobilenet_v3_large",
+         "mobilenet": "mobilenet:mobilenetv3_small_050"}
 
 
 def _spec(name: str) -> str:

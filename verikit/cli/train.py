@@ -16,8 +16,9 @@ import typer
 from .common import QuietOpt, err_console, info
 
 LOSS_HELP = ("triplet (relative: d(a,n) - d(a,p) > margin), contrastive (Siamese: absolute margins), "
-             "multi_similarity, or a proxy loss over identities: normalized_softmax, cosface, arcface.")
-MINER_HELP = "batch_hard, semihard, hard, all, multi_similarity, none."
+             "multi_similarity, ntxent, or a proxy loss over identities: normalized_softmax, cosface, arcface, "
+             "subcenter_arcface, proxy_anchor.")
+MINER_HELP = "batch_hard, semihard, hard, all, multi_similarity, pair_margin, none."
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -56,6 +57,8 @@ def train(
                                                          "(.safetensors or timm/torch checkpoint).", show_default=False)] = None,
     embedding_size: Annotated[Optional[int], _opt(default="128", min=2, help="Embedding dimension.")] = None,
     pooling: Annotated[Optional[str], _opt(default="avg", help="avg, gem or max pooling of the feature map.")] = None,
+    neck: Annotated[Optional[str], _opt(default="linear", help="Embedding neck: linear (after pooling) or conv1x1 "
+                                                               "(a 1x1 convolution before pooling).")] = None,
     image_size: Annotated[Optional[str], _opt(default="112", help="Input size N or HxW (height x width).")] = None,
     channels: Annotated[Optional[int], _opt(default="3", min=1, max=3, help="3 = RGB, 1 = grey input.")] = None,
     epochs: Annotated[Optional[int], _opt(default="20", min=1)] = None,
@@ -122,7 +125,7 @@ def train(
 
 # CLI parameters that are TrainConfig fields of the same name (image_size and the backbone
 # options are converted first).
-_CONFIG_OPTIONS = ("backbone", "embedding_size", "pooling", "channels", "epochs", "batch_size", "m_per_class",
+_CONFIG_OPTIONS = ("backbone", "embedding_size", "pooling", "neck", "channels", "epochs", "batch_size", "m_per_class",
                    "optimizer", "lr", "weight_decay", "warmup_epochs", "backbone_lr_scale", "freeze_epochs",
                    "freeze_batchnorm", "clip_grad_norm", "amp", "loss", "miner", "distance", "margin", "augment", "keep",
                    "patience", "val_fraction", "seed", "workers", "device")

@@ -38,12 +38,15 @@ class ModelConfig:
     input_spec: InputSpec = field(default_factory=InputSpec)
     similarity: str = "cosine"
     training: dict[str, Any] = field(default_factory=dict)
+    neck: str = "linear"             # "linear" or "conv1x1" (verikit.models.heads); absent = linear in old files
 
     def to_json_bytes(self) -> bytes:
         data = {"format_version": FORMAT_VERSION, "backbone": self.backbone,
                 "backbone_options": self.backbone_options, "embedding_size": self.embedding_size,
                 "pooling": self.pooling, "input_spec": self.input_spec.to_dict(),
                 "similarity": self.similarity, "training": self.training}
+        if self.neck != "linear":  # files of linear-neck models stay byte-identical to older verikit's
+            data["neck"] = self.neck
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -56,7 +59,8 @@ class ModelConfig:
             return cls(backbone=data["backbone"], backbone_options=dict(data.get("backbone_options", {})),
                        embedding_size=int(data["embedding_size"]), pooling=data.get("pooling", "avg"),
                        input_spec=InputSpec.from_dict(data["input_spec"]),
-                       similarity=data.get("similarity", "cosine"), training=dict(data.get("training", {})))
+                       similarity=data.get("similarity", "cosine"), training=dict(data.get("training", {})),
+                       neck=data.get("neck", "linear"))
         except ModelError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
@@ -84,14 +88,14 @@ class Embedder(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = backbone
-        self.head = EmbeddingHead(backbone.num_features, config.embedding_size, config.pooling)
+        self.head = EmbeddingHead(backbone.num_features, config.embedding_size, config.pooling, neck=config.neck)
         self._fingerprint: str | None = None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def build(cls, backbone: str = "timm:resnet18", *, embedding_size: int = 128, pooling: str = "avg",
               input_spec: InputSpec | None = None, backbone_options: dict[str, Any] | None = None,
-              similarity: str = "cosine") -> "Embedder":
+              similarity: str = "cosine", neck: str = "linear") -> "Embedder":
         spec = input_spec or InputSpec()
         options = dict(backbone_options or {})
         net = backbones.create(backbone, in_chans=spec.channels, **options)
@@ -99,7 +103,7 @@ class Embedder(nn.Module):
         options.pop("weights", None)
         options.pop("pretrained", None)
         cfg = ModelConfig(backbone=backbone, backbone_options=options, embedding_size=embedding_size,
-                          pooling=pooling, input_spec=spec, similarity=similarity)
+                          pooling=pooling, input_spec=spec, similarity=similarity, neck=neck)
         return cls(cfg, net)
 
     @property

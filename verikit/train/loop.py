@@ -49,6 +49,7 @@ class TrainConfig:
     backbone_options: dict[str, Any] = field(default_factory=dict)
     embedding_size: int = 128
     pooling: str = "avg"
+    neck: str = "linear"
     image_size: tuple[int, int] = (112, 112)
     channels: int = 3
     epochs: int = 20
@@ -267,7 +268,7 @@ def _train(data_dir, cfg: TrainConfig, world: World, device: torch.device, on_st
     if split is None:
         split = identity_split(scan_identity_folders(data_dir, min_images=2), cfg.val_fraction, cfg.seed)
     spec = cfg.input_spec()
-    model = Embedder.build(cfg.backbone, embedding_size=cfg.embedding_size, pooling=cfg.pooling,
+    model = Embedder.build(cfg.backbone, embedding_size=cfg.embedding_size, pooling=cfg.pooling, neck=cfg.neck,
                            input_spec=spec, backbone_options=cfg.backbone_options,
                            # recorded in config.json: the gallery scores with the measure trained on
                            similarity=parse_measure(cfg.distance).spec).to(device)

@@ -17,11 +17,14 @@ from typing import Any
 
 from ..errors import DataError
 
-LOSSES = ("triplet", "contrastive", "multi_similarity", "normalized_softmax", "cosface", "arcface")
+LOSSES = ("triplet", "contrastive", "multi_similarity", "ntxent", "normalized_softmax", "cosface", "arcface",
+          "subcenter_arcface", "proxy_anchor")
 # Losses that hold one learnable proxy (weight vector) per training identity: they need the number
 # of identities and the embedding size, and their parameters must be given to the optimizer.
-PROXY_LOSSES = ("normalized_softmax", "cosface", "arcface")
-MINERS = ("batch_hard", "semihard", "hard", "all", "multi_similarity", "none")
+PROXY_LOSSES = ("normalized_softmax", "cosface", "arcface", "subcenter_arcface", "proxy_anchor")
+MINERS = ("batch_hard", "semihard", "hard", "all", "multi_similarity", "pair_margin", "none")
+
+NTXENT_TEMPERATURE = 0.07  # SimCLR's / SupCon's temperature for unit embeddings
 
 
 # Losses that compare each embedding with identity proxies under the cosine only.
@@ -42,6 +45,21 @@ def contrastive_margins(distance: str, margin: float | None) -> tuple[float, flo
     return 0.0, 1.0 if margin is None else margin
 
 
+def pair_margins(distance: str, margin: float) -> tuple[float, float]:
+    """(pos_margin, neg_margin) of the pair-margin miner in the measure's own units.
+
+    It keeps the positives more than ``margin`` away from identical (similarity below
+    ``1 - margin``, or distance beyond ``margin``) and the negatives inside the contrastive loss's
+    negative margin (similarity above 0.5, or distance below 1.0): the pairs that loss penalises.
+    """
+    from .distances import build_distance
+
+    _, neg = contrastive_margins(distance, None)
+    if build_distance(distance).is_inverted:
+        return 1.0 - margin, neg
+    return margin, neg
+
+
 def build_loss(name: str = "triplet", *, margin: float | None = None, num_classes: int | None = None,
                embedding_size: int | None = None, distance: str = "cosine") -> Any:
     from pytorch_metric_learning import losses
@@ -59,9 +77,15 @@ def build_loss(name: str = "triplet", *, margin: float | None = None, num_classe
             return losses.NormalizedSoftmaxLoss(num_classes, embedding_size, temperature=0.05)
         if name == "cosface":  # additive cosine margin; ``margin`` is in cosine units
             return losses.CosFaceLoss(num_classes, embedding_size, margin=0.35 if margin is None else margin, scale=30)
+        if name == "proxy_anchor":  # one proxy per identity as the anchor (Kim et al., 2020); cosine margin
+            return losses.ProxyAnchorLoss(num_classes, embedding_size, margin=0.1 if margin is None else margin,
+                                          alpha=32)
         # additive angular margin; ``margin`` in radians as in the ArcFace paper (the library wants degrees)
-        return losses.ArcFaceLoss(num_classes, embedding_size, margin=math.degrees(0.5 if margin is None else margin),
-                                  scale=30)
+        degrees = math.degrees(0.5 if margin is None else margin)
+        if name == "subcenter_arcface":  # 3 sub-centres per identity absorb noisy images (Deng et al., 2020)
+            return losses.SubCenterArcFaceLoss(num_classes=num_classes, embedding_size=embedding_size,
+                                               margin=degrees, scale=30, sub_centers=3)
+        return losses.ArcFaceLoss(num_classes, embedding_size, margin=degrees, scale=30)
 
     # The model records ``distance`` and its gallery scores with it: training and scoring agree.
     dist = build_distance(distance)
@@ -72,6 +96,10 @@ def build_loss(name: str = "triplet", *, margin: float | None = None, num_classe
         return losses.ContrastiveLoss(pos_margin=pos, neg_margin=neg, distance=dist)
     if name == "multi_similarity":
         return losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5, distance=dist)
+    if name == "ntxent":  # InfoNCE over each positive pair against the anchor's negatives; no margin
+        if margin is not None:
+            raise DataError(f"loss 'ntxent' has no margin (its temperature is {NTXENT_TEMPERATURE}); drop --margin")
+        return losses.NTXentLoss(temperature=NTXENT_TEMPERATURE, distance=dist)
     raise DataError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
 
 
@@ -89,6 +117,9 @@ def build_miner(name: str = "batch_hard", *, margin: float = 0.2, distance: str 
         return miners.TripletMarginMiner(margin=margin, type_of_triplets=name, distance=dist)
     if name == "multi_similarity":
         return miners.MultiSimilarityMiner(epsilon=0.1, distance=dist)
+    if name == "pair_margin":
+        pos, neg = pair_margins(distance, margin)
+        return miners.PairMarginMiner(pos_margin=pos, neg_margin=neg, distance=dist)
     raise DataError(f"unknown miner {name!r}; choose one of {', '.join(MINERS)}")
 
 
