@@ -9,29 +9,11 @@ import math
 import pytest
 import torch
 
+from tests.test_losses import LABELS, _embeddings, _is_similarity, _pair  # shared hand computations
 from verikit.errors import DataError
-from verikit.similarity import parse_measure
 from verikit.train.losses import (LOSSES, MINERS, NTXENT_TEMPERATURE, PROXY_LOSSES, build_loss, build_miner,
                                   pair_margins)
 
-LABELS = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])
-
-
-def _embeddings(seed: int = 0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.nn.functional.normalize(torch.randn(len(LABELS), 5, generator=g, dtype=torch.float64), dim=1)
-
-
-def _pair(spec: str, a: torch.Tensor, b: torch.Tensor) -> float:
-    m, d = parse_measure(spec), a - b
-    if m.name == "rbf":
-        return float(torch.exp(-(d @ d) / m.sigma ** 2))
-    return {"cosine": float(a @ b), "dot": float(a @ b), "l2": float(d.norm()), "squared_l2": float(d @ d),
-            "l1": float(d.abs().sum())}[m.name]
-
-
-def _is_similarity(spec: str) -> bool:
-    return parse_measure(spec).name in ("cosine", "dot", "rbf")
 
 
 def test_new_names_are_listed():
