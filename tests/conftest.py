@@ -46,13 +46,18 @@ def make_pattern_image(path: Path, identity: int, variant: int, size: int = 48, 
     return path
 
 
+def pattern_people(root: Path, people: int, images: int, size: int = 48) -> Path:
+    """``root/id<i>/<k>.png``: ``people`` synthetic identities of ``images`` pattern images each."""
+    for i in range(people):
+        for k in range(images):
+            make_pattern_image(root / f"id{i}" / f"{k}.png", i, k, size=size)
+    return root
+
+
 @pytest.fixture(scope="session")
 def synthetic_faces(tmp_path_factory) -> Path:
     """people/<idN>/<k>.png: 4 identities x 4 images, plus a non-image file to be skipped."""
-    root = tmp_path_factory.mktemp("people")
-    for i in range(4):
-        for k in range(4):
-            make_pattern_image(root / f"id{i}" / f"{k}.png", i, k)
+    root = pattern_people(tmp_path_factory.mktemp("people"), 4, 4)
     (root / "id0" / "notes.info").write_text("not an image")
     return root
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import make_pattern_image
+from tests.conftest import pattern_people
 
 pytestmark = pytest.mark.slow
 
@@ -49,11 +49,7 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def six_people(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("six")
-    for i in range(6):
-        for k in range(4):
-            make_pattern_image(root / f"id{i}" / f"{k}.png", i, k, size=32)
-    return root
+    return pattern_people(tmp_path_factory.mktemp("six"), 6, 4, size=32)
 
 
 def test_two_gloo_processes_train_the_same_weights_as_one(six_people, tmp_path):

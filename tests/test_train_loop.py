@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import make_pattern_image
+from tests.conftest import pattern_people
 from verikit.errors import DataError
 from verikit.models.embedder import Embedder
 from verikit.train.checkpoint import load_checkpoint
@@ -23,11 +23,7 @@ class Interrupt(Exception):
 
 @pytest.fixture(scope="module")
 def eight_people(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("eight")
-    for i in range(8):
-        for k in range(4):
-            make_pattern_image(root / f"id{i}" / f"{k}.png", i, k, size=32)
-    return root
+    return pattern_people(tmp_path_factory.mktemp("eight"), 8, 4, size=32)
 
 
 def tiny(**kw) -> TrainConfig:

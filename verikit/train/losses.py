@@ -1,9 +1,10 @@
-"""Losses and miners by name; with :mod:`verikit.train.distances`, the only importers of
-pytorch_metric_learning.
+"""Losses and miners by name. With :mod:`verikit.train.distances` (measures) and
+:mod:`verikit.train.distributed` (its gathering wrappers for DDP), the only importers of
+pytorch_metric_learning; the sampler lives here too.
 
 Keeping the library behind names means configs and the CLI speak strings (``triplet``,
 ``batch_hard``, ``rbf:0.5``), the saved model records them, and a pytorch-metric-learning upgrade
-touches two files.
+touches three files.
 
 Pair/triplet losses and miners take a ``distance`` spec (see :mod:`verikit.similarity`); margins
 are in that measure's units. Proxy losses are defined on the cosine (their margins and scales
