@@ -227,3 +227,18 @@ def test_bad_index_spec_fails_before_creating_anything(tmp_path):
     with pytest.raises(GalleryError, match="faiss cannot build index"):
         Gallery.create(tmp_path / "g", dim=DIM, fingerprint="fp", index="faiss:NotAnIndex99")
     assert not (tmp_path / "g" / DB_FILE).exists()
+
+
+def test_rename_and_metadata_leave_the_saved_index_untouched(tmp_path):
+    rng = np.random.default_rng(11)
+    with Gallery.create(tmp_path / "g", dim=DIM, fingerprint="fp") as g:
+        g.add("a", unit(rng, 2))
+    index_file = tmp_path / "g" / INDEX_FILE
+    before = (index_file.stat().st_mtime_ns, json.loads((tmp_path / "g" / INDEX_META_FILE).read_text()))
+    with Gallery.open(tmp_path / "g") as g:
+        g.rename("a", "b")
+        g.set_metadata("b", {"k": "v"})
+    assert (index_file.stat().st_mtime_ns, json.loads((tmp_path / "g" / INDEX_META_FILE).read_text())) == before
+    with Gallery.open(tmp_path / "g") as g:  # still fresh: no rebuild, and the renamed identity is found
+        assert g.search(g.templates("b"), 1)[0][0].identity == "b"
+    assert index_file.stat().st_mtime_ns == before[0]

@@ -253,8 +253,8 @@ class Gallery:
         self.close()
 
     # -- writing -----------------------------------------------------------------------------------
-    def _write(self):
-        return _Transaction(self._conn)
+    def _write(self, templates_change: bool = True):
+        return _Transaction(self._conn, templates_change)
 
     def _validated(self, vectors: np.ndarray, what: str) -> np.ndarray:
         v = np.asarray(vectors, dtype=np.float32)
@@ -332,8 +332,9 @@ class Gallery:
             cur.execute("DELETE FROM identities WHERE id=?", (ident,))
             self._audit(cur, "remove", name, {"templates": len(ids)})
         if len(ids) and not self._index.remove(ids):
-            self.rebuild_index()
-        self._index_dirty = True
+            self.rebuild_index()  # saves the index itself
+        else:
+            self._index_dirty = True
         # secure_delete zeroed the freed pages; checkpointing moves that into the main file and
         # empties the WAL, so the removed templates are not left readable anywhere.
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -342,20 +343,18 @@ class Gallery:
     def rename(self, old: str, new: str) -> None:
         ident = self._identity_id(old)
         _check_name(new)
-        with self._write() as cur:
+        with self._write(templates_change=False) as cur:  # the index maps template ids: still valid
             if cur.execute("SELECT 1 FROM identities WHERE name=?", (new,)).fetchone():
                 raise GalleryError(f"cannot rename {old!r} to {new!r}: {new!r} is already enrolled")
             cur.execute("UPDATE identities SET name=? WHERE id=?", (new, ident))
             self._audit(cur, "rename", new, {"from": old})
-        self._index_dirty = True  # generation moved; the vectors did not
 
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
         """Merge ``metadata`` into the identity's metadata (a value of None deletes a key)."""
         ident = self._identity_id(name)
-        with self._write() as cur:
+        with self._write(templates_change=False) as cur:
             self._merge_metadata(cur, ident, metadata)
             self._audit(cur, "set_metadata", name, {"keys": sorted(metadata)})
-        self._index_dirty = True
 
     def _merge_metadata(self, cur: sqlite3.Cursor, ident: int, metadata: Mapping[str, Any]) -> None:
         current = json.loads(cur.execute("SELECT metadata FROM identities WHERE id=?", (ident,)).fetchone()[0])
@@ -491,10 +490,15 @@ class Gallery:
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT with a generation bump; ROLLBACK on any error."""
+    """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error.
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    The generation (what a saved index must match) moves only when templates change: renaming an
+    identity or editing its metadata leaves the index valid and never rewrites it.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, templates_change: bool = True) -> None:
         self.conn = conn
+        self.templates_change = templates_change
 
     def __enter__(self) -> sqlite3.Cursor:
         self.conn.execute("BEGIN IMMEDIATE")
@@ -502,7 +506,8 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+            if self.templates_change:
+                self.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
             self.conn.execute("COMMIT")
         else:
             self.conn.execute("ROLLBACK")
