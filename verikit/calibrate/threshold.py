@@ -9,7 +9,6 @@ for a different model is refused. It also keeps the upper tail of the impostor s
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..errors import CalibrationError, FingerprintMismatchError
 from .metrics import fmr_fnmr_at, threshold_at_fmr, wilson_interval
+from ..atomic import write_atomic
 
 CALIBRATION_FILE = "calibration.json"
 CALIBRATION_VERSION = 1
@@ -59,11 +59,7 @@ class Calibration:
         """Write calibration.json (and the cohort next to it when scores are normalised)."""
         if self.cohort is not None:
             self.cohort.save(model_dir)
-        path = Path(model_dir) / CALIBRATION_FILE
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_atomic(Path(model_dir) / CALIBRATION_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, fingerprint: str | None = None) -> "Calibration":

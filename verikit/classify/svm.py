@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DataError, FingerprintMismatchError, ModelError
+from ..atomic import write_atomic
 
 FORMAT = "verikit.svm"
 FORMAT_VERSION = 1
@@ -130,17 +131,12 @@ class SvmClassifier:
 
     def save(self, path: str | Path) -> Path:
         """Write one ``.safetensors`` file atomically (arrays + JSON header in its metadata)."""
-        import os
-
         from safetensors.numpy import save
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(save({k: np.ascontiguousarray(v) for k, v in self.arrays.items()},
-                             metadata={"verikit": json.dumps(self.header())}))
-        os.replace(tmp, path)
-        return path
+        return write_atomic(path, save({k: np.ascontiguousarray(v) for k, v in self.arrays.items()},
+                                       metadata={"verikit": json.dumps(self.header())}))
 
     @classmethod
     def load(cls, path: str | Path, fingerprint: str | None = None) -> "SvmClassifier":

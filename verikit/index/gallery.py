@@ -31,6 +31,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..errors import DataError, FingerprintMismatchError, GalleryError, IdentityNotFoundError
 from ..registry import index_backends
 from ..similarity import parse_measure
@@ -235,9 +236,7 @@ class Gallery:
         self._index.save(self.path / INDEX_FILE)
         state = {"uid": self.uid, "index": self.index_spec, "generation": self.generation,
                  "ntotal": self._index.ntotal}
-        tmp = self.path / f".{INDEX_META_FILE}.tmp"
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.path / INDEX_META_FILE)
+        write_atomic(self.path / INDEX_META_FILE, json.dumps(state))
         self._index_dirty = False
 
     def close(self) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import write_atomic
 from ..errors import ModelError
 from ..registry import backbones
 from ..structures import InputSpec
@@ -139,9 +139,7 @@ class Embedder(nn.Module):
         out.mkdir(parents=True, exist_ok=True)
         config_bytes, weights_bytes = self._serialise()
         for name, payload in ((WEIGHTS_FILE, weights_bytes), (CONFIG_FILE, config_bytes)):
-            tmp = out / f".{name}.tmp"
-            tmp.write_bytes(payload)
-            os.replace(tmp, out / name)
+            write_atomic(out / name, payload)
         self._fingerprint = fingerprint_of(config_bytes, weights_bytes)
         return self._fingerprint
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import write_atomic
 from ..errors import FingerprintMismatchError, ModelError
 
 PAIR_HEAD_WEIGHTS = "pair_head.safetensors"
@@ -80,9 +80,7 @@ class SavedPairHead:
         # Weights first, config last: a config only ever describes weights already in place.
         for name, payload in ((PAIR_HEAD_WEIGHTS, weights),
                               (PAIR_HEAD_CONFIG, (json.dumps(config, indent=2) + "\n").encode())):
-            tmp = d / f".{name}.tmp"
-            tmp.write_bytes(payload)
-            os.replace(tmp, d / name)
+            write_atomic(d / name, payload)
         return d / PAIR_HEAD_CONFIG
 
     @classmethod

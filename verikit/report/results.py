@@ -12,6 +12,7 @@ from typing import Any
 
 from verikit.calibrate.benchmark import SCHEMA_VERSION, ScoreSet
 from verikit.errors import DataError
+from ..atomic import write_atomic
 
 __all__ = ["RESULT_FILE", "SCORES_FILE", "Run", "write_run", "load_run"]
 
@@ -34,9 +35,7 @@ class Run:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def write_run(directory: str | os.PathLike, result: dict[str, Any], scores: ScoreSet | None) -> Path:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..atomic import write_atomic
 from ..errors import DataError
 
 CONFIG_FILE = "train_config.json"   # the resolved config, written next to the model
@@ -87,10 +87,7 @@ def write_config(cfg, path: str | Path) -> Path:
     """Write the resolved config atomically (a crash never leaves half a file to resume from)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
-    return p
+    return write_atomic(p, json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 
 def parse_image_size(value: Any) -> tuple[int, int]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import os
 from pathlib import Path
 from typing import Any, Sequence
+
+from ..atomic import write_atomic
 
 CSV_FILE = "train_log.csv"
 TENSORBOARD_DIR = "tensorboard"
@@ -45,9 +46,7 @@ class RunLog:
         w.writeheader()
         for row in rows:
             w.writerow({k: "" if v is None else v for k, v in row.items()})
-        tmp = self.csv_path.with_name(f".{CSV_FILE}.tmp")
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, self.csv_path)
+        write_atomic(self.csv_path, buf.getvalue())
         if self.writer is not None:
             last = rows[-1]
             for key, value in last.items():
