@@ -55,7 +55,7 @@ def test_verify_and_search_use_the_recorded_detector(yale_gallery, tmp_path):
     results = json.loads(r.stdout)
     assert len(results) == 1 and {h["identity"] for h in results[0]["hits"]} == set(PEOPLE)
     one_line_error(run("search", yale / "subject03.wink", "-g", gallery, "--detector", "haar:profileface"),
-                   "was enrolled with detector haar", "not haar:profileface")
+                   "was enrolled with detector haar", "not detector haar:profileface")
 
 
 def test_detect_command_writes_boxes_and_annotated_images(yale_gallery, tmp_path):

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from verikit.errors import DataError, GalleryError, ImageError
-from verikit.pipeline.detection import (DetectionSettings, FaceCropper, FacePolicy, choose_faces, crop_face,
-                                        expand_box)
+from verikit.pipeline.detection import FaceCropper, choose_faces, crop_face, expand_box
+from verikit.pipeline.settings import FacePolicy, PipelineSettings
 from verikit.registry import detectors
 from verikit.structures import Detections
 
@@ -35,7 +35,7 @@ class BoxesByWidth:
 @pytest.fixture()
 def fake_detector():
     with detectors.temporary("fakebox", BoxesByWidth):
-        yield DetectionSettings("fakebox", crop_margin=0.0)
+        yield PipelineSettings("fakebox", crop_margin=0.0)
 
 
 def _images(tmp_path):
@@ -100,10 +100,10 @@ def test_cropper_skips_and_reports_in_batches_and_saves_crops(tmp_path, fake_det
 
 
 def test_settings_round_trip_and_validation():
-    s = DetectionSettings("haar:frontalface_alt", {"min_size": (40, 40)}, 0.3)
-    assert DetectionSettings.from_meta(s.to_meta()) == s and s.options == {"min_size": [40, 40]}
+    s = PipelineSettings("haar:frontalface_alt", {"min_size": (40, 40)}, 0.3)
+    assert PipelineSettings.from_meta(s.to_meta()) == s and s.options == {"min_size": [40, 40]}
     with pytest.raises(DataError, match="crop margin"):
-        DetectionSettings("haar", crop_margin=-1)
+        PipelineSettings("haar", crop_margin=-1)
     with pytest.raises(DataError, match="multiple-faces"):
         FacePolicy("biggest")
 
@@ -113,10 +113,10 @@ def test_gallery_records_its_detector_and_probes_follow_it(tmp_path, tiny_model,
 
     paths, _ = _images(tmp_path)
     prepared = ops.prepare_enrollment(tiny_model, {"a": [paths[200]], "b": [paths[300]], "c": [paths[100]]},
-                                      detection=fake_detector)
+                                      pipeline=fake_detector)
     assert {n: len(s) for n, (_, s) in prepared.templates.items()} == {"a": 1, "b": 1}  # largest face of w300
     assert prepared.report.skipped_identities == ["c"] and "no face found" in prepared.report.failures[0][1]
-    with ops.open_gallery_for(tiny_model, tmp_path / "g", create=True, detection=fake_detector) as g:
+    with ops.open_gallery_for(tiny_model, tmp_path / "g", create=True, pipeline=fake_detector) as g:
         ops.commit_enrollment(g, prepared)
         before = BoxesByWidth.calls
         d = ops.verify(tiny_model, g, paths[200], "a", threshold=0.5)  # no detection given: the recorded one runs
@@ -125,15 +125,15 @@ def test_gallery_records_its_detector_and_probes_follow_it(tmp_path, tiny_model,
             ops.verify(tiny_model, g, paths[100], "a", threshold=0.5)
         with pytest.raises(GalleryError, match="was enrolled with detector fakebox"):
             ops.verify(tiny_model, g, paths[200], "a", threshold=0.5,
-                       detection=DetectionSettings("fakebox", crop_margin=0.5))
+                       pipeline=PipelineSettings("fakebox", crop_margin=0.5))
         with pytest.raises(DataError, match="one face"):
             ops.verify(tiny_model, g, paths[300], "a", threshold=0.5, faces=FacePolicy("all"))
         results, failures = ops.search(tiny_model, g, [paths[300], paths[100]], top_k=1, faces=FacePolicy("all"))
         assert [r.probe.rsplit("/", 1)[-1] for r in results] == ["w300.png#0", "w300.png#1"]
         assert results[1].hits[0].identity == "b" and len(failures) == 1
         undetected = ops.prepare_enrollment(tiny_model, {"d": [paths[200]]})
-        with pytest.raises(DataError, match="without the detector"):
+        with pytest.raises(DataError, match="without the pipeline"):
             ops.commit_enrollment(g, undetected)
     with ops.open_gallery_for(tiny_model, tmp_path / "plain", create=True) as plain:
         with pytest.raises(GalleryError, match="enrolled without a detector"):
-            ops.search(tiny_model, plain, [paths[200]], detection=fake_detector)
+            ops.search(tiny_model, plain, [paths[200]], pipeline=fake_detector)

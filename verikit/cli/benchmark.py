@@ -3,7 +3,9 @@
 A Typer group (``pairs``, ``lfw``, ``folder``, ``identify``); other command modules and plugins
 may add sub-commands to ``app``. Each command parses its protocol, runs it through the model
 (:mod:`verikit.calibrate.benchmark`), prints the result and, with ``--report DIR``, writes
-``result.json`` + ``scores.npz`` and the HTML/JSON/figure report there.
+``result.json`` + ``scores.npz`` and the HTML/JSON/figure report there. ``--detector`` /
+``--segmenter`` run every file through the same pipeline enroll/verify/search use (largest face,
+background masked); files without a face are skipped and listed, with the pairs they were in.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import typer
 
 from .common import (EXIT_PARTIAL, BatchOpt, DeviceOpt, FormatOpt, OutputFormat, QuietOpt, emit, info,
                      progress_bar, warn)
+from .pipeline_options import (BackgroundOpt, CropMarginOpt, DetectorOpt, DetectorOptionOpt,
+                               SegmenterOpt, SegmenterOptionOpt, requested_pipeline)
 
 app = typer.Typer(help="Evaluate a model on a protocol: TAR at FAR with intervals, EER, ROC/DET, reports.",
                   no_args_is_help=True)
@@ -80,7 +84,7 @@ def _table(result: dict[str, Any]) -> Any:
 
 def _run_and_render(protocol: Any, model: Path, *, report: Optional[Path], cache: Optional[Path], norm: Norm,
                     cohort: Optional[Path], top_k: int, far: float, n_boot: int, seed: int, name: Optional[str],
-                    batch_size: int, device: str, fmt: OutputFormat, quiet: bool) -> None:
+                    batch_size: int, device: str, fmt: OutputFormat, quiet: bool, pipeline: Any = None) -> None:
     from ..calibrate.benchmark import run_pairs
     from ..errors import DataError
     from ..models.embedder import Embedder
@@ -95,7 +99,8 @@ def _run_and_render(protocol: Any, model: Path, *, report: Optional[Path], cache
     with progress_bar(f"embedding {len(protocol.files)} file(s)", len(protocol.files), quiet) as advance:
         result, scores = run_pairs(net, protocol, model_path=str(model), name=name, cache_dir=cache,
                                    norm=None if norm is Norm.none else norm.value, cohort_files=cohort_files,
-                                   top_k=top_k, n_boot=n_boot, seed=seed, batch_size=batch_size, progress=advance)
+                                   top_k=top_k, n_boot=n_boot, seed=seed, batch_size=batch_size, progress=advance,
+                                   pipeline=pipeline)
     _finish(result, scores, report, far, n_boot, seed, fmt)
 
 
@@ -131,6 +136,8 @@ def pairs(
     norm: NormOpt = Norm.none, cohort: CohortOpt = None, top_k: TopKOpt = 300, far: FarOpt = 1e-3,
     n_boot: BootOpt = 1000, seed: SeedOpt = 0, name: NameOpt = None, batch_size: BatchOpt = 64,
     device: DeviceOpt = "auto", fmt: FormatOpt = OutputFormat.table, quiet: QuietOpt = False,
+    detector: DetectorOpt = None, detector_option: DetectorOptionOpt = None, crop_margin: CropMarginOpt = None,
+    segmenter: SegmenterOpt = None, segmenter_option: SegmenterOptionOpt = None, background: BackgroundOpt = None,
 ) -> None:
     """Verification on a pairs CSV (path_a,path_b,label).
 
@@ -143,7 +150,9 @@ def pairs(
 
     _run_and_render(read_pairs_csv(pairs_file, root), model, report=report, cache=cache, norm=norm, cohort=cohort,
                     top_k=top_k, far=far, n_boot=n_boot, seed=seed, name=name, batch_size=batch_size,
-                    device=device, fmt=fmt, quiet=quiet)
+                    device=device, fmt=fmt, quiet=quiet,
+                    pipeline=requested_pipeline(detector, detector_option, crop_margin, segmenter, segmenter_option,
+                                                background))
 
 
 @app.command("lfw")
@@ -156,6 +165,8 @@ def lfw(
     cohort: CohortOpt = None, top_k: TopKOpt = 300, far: FarOpt = 1e-3, n_boot: BootOpt = 1000,
     seed: SeedOpt = 0, name: NameOpt = None, batch_size: BatchOpt = 64, device: DeviceOpt = "auto",
     fmt: FormatOpt = OutputFormat.table, quiet: QuietOpt = False,
+    detector: DetectorOpt = None, detector_option: DetectorOptionOpt = None, crop_margin: CropMarginOpt = None,
+    segmenter: SegmenterOpt = None, segmenter_option: SegmenterOptionOpt = None, background: BackgroundOpt = None,
 ) -> None:
     """LFW pairs.txt: ROC/EER/TAR at FAR, and 10-fold accuracy for View 2.
 
@@ -168,7 +179,9 @@ def lfw(
 
     _run_and_render(read_lfw_pairs(pairs_file, root), model, report=report, cache=cache, norm=norm, cohort=cohort,
                     top_k=top_k, far=far, n_boot=n_boot, seed=seed, name=name, batch_size=batch_size,
-                    device=device, fmt=fmt, quiet=quiet)
+                    device=device, fmt=fmt, quiet=quiet,
+                    pipeline=requested_pipeline(detector, detector_option, crop_margin, segmenter, segmenter_option,
+                                                background))
 
 
 @app.command("folder")
@@ -183,6 +196,8 @@ def folder(
     top_k: TopKOpt = 300, far: FarOpt = 1e-3, n_boot: BootOpt = 1000, seed: SeedOpt = 0, name: NameOpt = None,
     batch_size: BatchOpt = 64, device: DeviceOpt = "auto", fmt: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
+    detector: DetectorOpt = None, detector_option: DetectorOptionOpt = None, crop_margin: CropMarginOpt = None,
+    segmenter: SegmenterOpt = None, segmenter_option: SegmenterOptionOpt = None, background: BackgroundOpt = None,
 ) -> None:
     """All pairs of a folder-per-identity set (impostors optionally sampled).
 
@@ -197,7 +212,9 @@ def folder(
     for p in protocol.info.get("skipped_files", []):
         warn(f"not used: {p}")
     _run_and_render(protocol, model, report=report, cache=cache, norm=norm, cohort=cohort, top_k=top_k, far=far,
-                    n_boot=n_boot, seed=seed, name=name, batch_size=batch_size, device=device, fmt=fmt, quiet=quiet)
+                    n_boot=n_boot, seed=seed, name=name, batch_size=batch_size, device=device, fmt=fmt, quiet=quiet,
+                    pipeline=requested_pipeline(detector, detector_option, crop_margin, segmenter, segmenter_option,
+                                                background))
 
 
 @app.command("identify")
@@ -210,6 +227,8 @@ def identify(
     max_rank: Annotated[int, typer.Option("--max-rank", min=1, help="Longest rank of the CMC.")] = 20,
     name: NameOpt = None, batch_size: BatchOpt = 64, device: DeviceOpt = "auto",
     fmt: FormatOpt = OutputFormat.table, quiet: QuietOpt = False,
+    detector: DetectorOpt = None, detector_option: DetectorOptionOpt = None, crop_margin: CropMarginOpt = None,
+    segmenter: SegmenterOpt = None, segmenter_option: SegmenterOptionOpt = None, background: BackgroundOpt = None,
 ) -> None:
     """Identification: closed-set CMC / rank-1 and open-set DIR at FPIR.
 
@@ -224,5 +243,7 @@ def identify(
     n = len(protocol.gallery) + len(protocol.probes)
     with progress_bar(f"embedding {n} file(s)", n, quiet) as advance:
         result = run_identification(net, protocol, model_path=str(model), name=name, cache_dir=cache,
-                                    max_rank=max_rank, batch_size=batch_size, progress=advance)
+                                    max_rank=max_rank, batch_size=batch_size, progress=advance,
+                                    pipeline=requested_pipeline(detector, detector_option, crop_margin, segmenter,
+                                                                segmenter_option, background))
     _finish(result, None, report, 1e-3, 0, 0, fmt)

@@ -1,6 +1,7 @@
-"""``verikit detect`` and ``verikit benchmark detection``, and the detector options that
-``enroll`` / ``verify`` / ``search`` share (``--detector``, ``--detector-option``,
-``--multiple-faces``, ``--crop-margin``, ``--save-crops``). Nothing heavy is imported at module level.
+"""``verikit detect`` and ``verikit benchmark detection``, and the detector option types that
+:mod:`verikit.cli.pipeline_options` builds the shared pipeline options from (``--detector``,
+``--detector-option``, ``--multiple-faces``, ``--crop-margin``, ``--save-crops``). Nothing heavy is
+imported at module level.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import typer
 from .common import EXIT_PARTIAL, FormatOpt, OutputFormat, QuietOpt, emit, progress_bar, warn
 
 DEFAULT_DETECTOR = "haar"
+PIPELINE_PANEL = "Detection and segmentation"
 
 
 class MultipleFaces(str, Enum):
@@ -26,17 +28,22 @@ class MultipleFaces(str, Enum):
 DetectorOpt = Annotated[Optional[str], typer.Option(
     "--detector", "-d", show_default=False,
     help="Detect faces first and embed the crops: a detector spec such as haar or haar:frontalface_alt2 "
-         "(`verikit plugins` lists them). Recorded in a new gallery; later runs reuse it automatically.")]
+         "(`verikit plugins` lists them). Recorded in a new gallery; later runs reuse it automatically.",
+    rich_help_panel=PIPELINE_PANEL)]
 DetectorOptionOpt = Annotated[Optional[list[str]], typer.Option(
     "--detector-option", "-O", show_default=False,
-    help="KEY=VALUE passed to the detector factory (VALUE is JSON: 3, 1.2, [40,40], true); repeatable.")]
+    help="KEY=VALUE passed to the detector factory (VALUE is JSON: 3, 1.2, [40,40], true); repeatable.",
+    rich_help_panel=PIPELINE_PANEL)]
 MultipleFacesOpt = Annotated[MultipleFaces, typer.Option(
-    "--multiple-faces", help="With several faces in an image: embed the largest, all of them, or treat it as an error.")]
+    "--multiple-faces", help="With several faces in an image: embed the largest, all of them, or treat it as an error.",
+    rich_help_panel=PIPELINE_PANEL)]
 CropMarginOpt = Annotated[Optional[float], typer.Option(
     "--crop-margin", min=0.0, max=2.0, show_default=False,
-    help="Grow each box by this fraction of its size on every side before cropping (default 0.2; recorded).")]
+    help="Grow each box by this fraction of its size on every side before cropping (default 0.2; recorded).",
+    rich_help_panel=PIPELINE_PANEL)]
 SaveCropsOpt = Annotated[Optional[Path], typer.Option(
-    "--save-crops", show_default=False, help="Write every crop that gets embedded to DIR as PNG.")]
+    "--save-crops", show_default=False, help="Write every crop that gets embedded to DIR as PNG.",
+    rich_help_panel=PIPELINE_PANEL)]
 
 
 def parse_detector_options(items: list[str] | None) -> dict[str, Any]:
@@ -51,34 +58,6 @@ def parse_detector_options(items: list[str] | None) -> dict[str, Any]:
         except ValueError:
             out[key.strip()] = raw  # a bare word is a string
     return out
-
-
-def requested_detection(detector: str | None, options: list[str] | None, crop_margin: float | None,
-                        recorded: Any = None):
-    """The detection settings the options ask for; unset parts default to the gallery's recorded ones.
-
-    Returns None when nothing was asked (the caller then uses what the gallery recorded, if anything).
-    """
-    from ..pipeline.detection import DEFAULT_CROP_MARGIN, DetectionSettings
-
-    opts = parse_detector_options(options)
-    if detector is None and not opts and crop_margin is None:
-        return None
-    if detector is None and recorded is None:
-        raise typer.BadParameter("--detector-option and --crop-margin need --detector SPEC")
-    spec = detector if detector is not None else recorded.detector
-    same = recorded is not None and recorded.detector == spec
-    return DetectionSettings(
-        spec,
-        opts if (opts or not same) else recorded.options,
-        crop_margin if crop_margin is not None else (recorded.crop_margin if recorded is not None else DEFAULT_CROP_MARGIN),
-        recorded.align if same else True)
-
-
-def face_policy(multiple_faces: MultipleFaces, save_crops: Path | None):
-    from ..pipeline.detection import FacePolicy
-
-    return FacePolicy(multiple_faces.value, save_crops)
 
 
 def _unique_name(folder: Path, path: Path, used: set[str]) -> Path:

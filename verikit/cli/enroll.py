@@ -9,8 +9,9 @@ import typer
 
 from .common import (DEFAULT_GALLERY, EXIT_PARTIAL, BatchOpt, DeviceOpt, FormatOpt, GalleryOpt, ModelOpt,
                      OutputFormat, QuietOpt, emit, info, load_model, progress_bar, warn)
-from .detect import (CropMarginOpt, DetectorOpt, DetectorOptionOpt, MultipleFaces, MultipleFacesOpt, SaveCropsOpt,
-                     face_policy, requested_detection)
+from .pipeline_options import (BackgroundOpt, CropMarginOpt, DetectorOpt, DetectorOptionOpt, MultipleFaces,
+                               MultipleFacesOpt, SaveCropsOpt, SegmenterOpt, SegmenterOptionOpt, face_policy,
+                               requested_pipeline)
 
 
 def enroll(
@@ -32,6 +33,9 @@ def enroll(
     multiple_faces: MultipleFacesOpt = MultipleFaces.largest,
     crop_margin: CropMarginOpt = None,
     save_crops: SaveCropsOpt = None,
+    segmenter: SegmenterOpt = None,
+    segmenter_option: SegmenterOptionOpt = None,
+    background: BackgroundOpt = None,
 ) -> None:
     """Enroll identities: embed their images and store the templates in the gallery.
 
@@ -47,12 +51,15 @@ def enroll(
 
       verikit enroll --from-folder photos/ --detector haar --model runs/orl --gallery people
 
-    With --detector the face crops are embedded instead of whole images, and a new gallery records
-    the detector so that verify/search use it too; images without a face are skipped and listed.
+      verikit enroll --from-folder photos/ --detector haar --segmenter smp:unet -S weights=seg/segmenter.safetensors ...
+
+    With --detector the face crops are embedded instead of whole images; with --segmenter the
+    background is masked out first. A new gallery records both so that verify/search use them
+    too; images without a face are skipped and listed.
     """
     from ..errors import DataError
     from ..io import scan_identity_folders
-    from ..pipeline.detection import bind_to_gallery
+    from ..pipeline.settings import bind_to_gallery
     from ..pipeline.operations import commit_enrollment, open_gallery_for, prepare_enrollment
 
     if from_folder is not None:
@@ -72,11 +79,12 @@ def enroll(
     g = open_gallery_for(net, gallery) if existing else None
     try:
         recorded = bind_to_gallery(g, None) if g is not None else None
-        detection = requested_detection(detector, detector_option, crop_margin, recorded)
-        detection = bind_to_gallery(g, detection) if g is not None else detection
+        pipeline = requested_pipeline(detector, detector_option, crop_margin, segmenter, segmenter_option, background,
+                                      recorded)
+        pipeline = bind_to_gallery(g, pipeline) if g is not None else pipeline
         total = sum(len(v) for v in todo.values())
         with progress_bar(f"embedding {total} image(s)", total, quiet) as advance:
-            prepared = prepare_enrollment(net, todo, batch_size=batch_size, progress=advance, detection=detection,
+            prepared = prepare_enrollment(net, todo, batch_size=batch_size, progress=advance, pipeline=pipeline,
                                           faces=face_policy(multiple_faces, save_crops))
         if not prepared.templates:  # nothing to store: do not even create the gallery
             failures = prepared.report.failures
@@ -84,7 +92,7 @@ def enroll(
             raise DataError(f"nothing enrolled: {failures[0][1] if failures else 'no images'}{more}")
         if g is None:
             g = open_gallery_for(net, gallery, create=True, index=index, model_path=str(Path(model_dir).resolve()),
-                                 detection=detection)
+                                 pipeline=pipeline)
         report = commit_enrollment(g, prepared)
         summary = g.info()
     finally:

@@ -82,9 +82,15 @@ def set_meta(name: NameArg, pairs: Annotated[list[str], typer.Argument(help="KEY
 
 @app.command("info")
 def info_(gallery: GalleryOpt = DEFAULT_GALLERY, fmt: FormatOpt = OutputFormat.table) -> None:
-    """Gallery summary: counts, index type, the model it is bound to."""
+    """Gallery summary: counts, index type, the model and pipeline (detector/segmenter) it is bound to."""
+    from ..pipeline.settings import recorded_settings
+
     with _open(gallery) as g:
         d = g.info()
+        pipeline = recorded_settings(g)
+    d["pipeline"] = pipeline.to_dict() if pipeline is not None else None
+    if fmt is not OutputFormat.json:
+        d["pipeline"] = pipeline.describe() if pipeline is not None else "none (whole images)"
     emit(d, fmt, "\n".join(f"{k:>18}: {v}" for k, v in d.items()))
 
 

@@ -10,16 +10,17 @@ import typer
 
 from .common import (DEFAULT_GALLERY, EXIT_NO_MATCH, EXIT_PARTIAL, DeviceOpt, FormatOpt, GalleryOpt, ModelOpt,
                      OutputFormat, ThresholdOpt, emit, load_calibration, load_model, warn)
-from .detect import (CropMarginOpt, DetectorOpt, DetectorOptionOpt, MultipleFaces, MultipleFacesOpt, SaveCropsOpt,
-                     face_policy, requested_detection)
+from .pipeline_options import (BackgroundOpt, CropMarginOpt, DetectorOpt, DetectorOptionOpt, MultipleFaces,
+                               MultipleFacesOpt, SaveCropsOpt, SegmenterOpt, SegmenterOptionOpt, face_policy,
+                               requested_pipeline)
 
 
-def _detection_for(g, detector, detector_option, crop_margin):
-    """The gallery's recorded detector, or the requested one when it is the same (else refused)."""
-    from ..pipeline.detection import bind_to_gallery
+def _pipeline_for(g, *options):
+    """The gallery's recorded pipeline, or the requested one when it is the same (else refused)."""
+    from ..pipeline.settings import bind_to_gallery
 
     recorded = bind_to_gallery(g, None)
-    return bind_to_gallery(g, requested_detection(detector, detector_option, crop_margin, recorded))
+    return bind_to_gallery(g, requested_pipeline(*options, recorded=recorded))
 
 ExitCodeOpt = Annotated[bool, typer.Option("--exit-code", help="Exit with status 3 when the answer is no match / unknown.")]
 
@@ -48,6 +49,9 @@ def verify(
     multiple_faces: MultipleFacesOpt = MultipleFaces.largest,
     crop_margin: CropMarginOpt = None,
     save_crops: SaveCropsOpt = None,
+    segmenter: SegmenterOpt = None,
+    segmenter_option: SegmenterOptionOpt = None,
+    background: BackgroundOpt = None,
     scorer: ScorerOpt = Scorer.similarity,
 ) -> None:
     """Is this probe the claimed identity? Prints score, threshold and decision.
@@ -81,8 +85,8 @@ def verify(
     else:
         cal = load_calibration(model_dir, net)
     with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
-        detection = _detection_for(g, detector, detector_option, crop_margin)
-        decision = do_verify(net, g, image, claim, threshold=threshold, calibration=cal, detection=detection,
+        pipeline = _pipeline_for(g, detector, detector_option, crop_margin, segmenter, segmenter_option, background)
+        decision = do_verify(net, g, image, claim, threshold=threshold, calibration=cal, pipeline=pipeline,
                              faces=face_policy(multiple_faces, save_crops), scorer=score_fn)
     data = decision.to_dict()
     if fmt is OutputFormat.json:
@@ -110,6 +114,9 @@ def search(
     multiple_faces: MultipleFacesOpt = MultipleFaces.largest,
     crop_margin: CropMarginOpt = None,
     save_crops: SaveCropsOpt = None,
+    segmenter: SegmenterOpt = None,
+    segmenter_option: SegmenterOptionOpt = None,
+    background: BackgroundOpt = None,
 ) -> None:
     """Who is this? Ranks the gallery's identities for each probe.
 
@@ -129,9 +136,9 @@ def search(
     net, model_dir = load_model(model, device, gallery)
     cal = load_calibration(model_dir, net)
     with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
-        detection = _detection_for(g, detector, detector_option, crop_margin)
+        pipeline = _pipeline_for(g, detector, detector_option, crop_margin, segmenter, segmenter_option, background)
         results, failures = do_search(net, g, [str(p) for p in images], top_k=top_k, threshold=threshold,
-                                      calibration=cal, detection=detection,
+                                      calibration=cal, pipeline=pipeline,
                                       faces=face_policy(multiple_faces, save_crops))
     for _, reason in failures:
         warn(f"skipped {reason}")

@@ -1,128 +1,26 @@
-"""From image files to the face crops that get embedded, and the gallery's record of how.
+"""From image files to the crops that get embedded: detect, choose faces, mask, crop, align.
 
-This module owns three things:
-
-* :class:`DetectionSettings`: which detector (spec + options) and how its boxes become crops
-  (margin, eye alignment). Everything here changes the embeddings, so a gallery records it at
-  creation and every later enroll or probe of that gallery must use the same settings.
-* :class:`FacePolicy`: what to do per run with an image that has no face (fail the single probe;
-  skip and report it in a batch) or several (``largest``, ``all``, or ``error``), and where to
-  save the crops (``save_crops``) so a person can see what was embedded.
-* :class:`FaceCropper`: runs the detector on batches of images and applies both.
-
-Gallery binding (:func:`bind_to_gallery`): a gallery created with a detector makes later runs use
-the recorded detector automatically when none is given; a *different* detector (or crop margin)
-is refused, and so is a detector on a gallery created without one. That keeps probes going through
-exactly the steps that made the templates.
+This module owns :class:`FaceCropper`, which runs a :class:`~verikit.pipeline.settings.PipelineSettings`
+on batches of images: the detector finds boxes (no detector: the whole image is the one box),
+the :class:`~verikit.pipeline.settings.FacePolicy` decides which faces to keep (no face: a failure
+naming the file; several: ``largest``, ``all`` or ``error``), the segmenter's masks replace the
+background (:mod:`verikit.pipeline.segmentation`), and each kept box becomes a crop (margin, eyes
+levelled), optionally saved so a person can see what was embedded. The settings themselves and the
+gallery's record of them live in :mod:`verikit.pipeline.settings`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Sequence
 
-from ..errors import DataError, GalleryError, ImageError
+from ..errors import DataError, ImageError
 from ..structures import Detections
-
-GALLERY_META_KEY = "detector"
-MULTIPLE_FACES = ("largest", "all", "error")
-DEFAULT_CROP_MARGIN = 0.2
-
-
-def _json_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
-    try:
-        return json.loads(json.dumps(dict(options or {}), sort_keys=True))  # tuples -> lists, so equal compares
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"detector options must be JSON-serialisable: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class DetectionSettings:
-    """How images become crops; recorded in a gallery (``meta['detector']``) as JSON."""
-
-    detector: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-    crop_margin: float = DEFAULT_CROP_MARGIN
-    align: bool = True
-
-    def __post_init__(self) -> None:
-        from ..registry import parse_spec
-
-        parse_spec(self.detector)  # raises PluginError on an empty spec
-        object.__setattr__(self, "options", _json_options(self.options))
-        margin = float(self.crop_margin)
-        if not math.isfinite(margin) or not 0.0 <= margin <= 2.0:
-            raise DataError(f"crop margin must be between 0 and 2 (a fraction of the box size), got {self.crop_margin}")
-        object.__setattr__(self, "crop_margin", margin)
-        object.__setattr__(self, "align", bool(self.align))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"detector": self.detector, "options": dict(self.options), "crop_margin": self.crop_margin,
-                "align": self.align}
-
-    def to_meta(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_meta(cls, raw: str | None) -> "DetectionSettings | None":
-        if not raw:
-            return None
-        try:
-            data = json.loads(raw)
-            return cls(data["detector"], data.get("options") or {}, data.get("crop_margin", DEFAULT_CROP_MARGIN),
-                       data.get("align", True))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise GalleryError(f"gallery's recorded detector settings are malformed: {raw!r}") from exc
-
-    def describe(self) -> str:
-        opts = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.options.items()))
-        return f"{self.detector}" + (f" ({opts})" if opts else "") + f", crop margin {self.crop_margin:g}"
-
-    def build_detector(self) -> Any:
-        from ..registry import detectors
-
-        return detectors.create(self.detector, **dict(self.options))
-
-
-@dataclass(frozen=True)
-class FacePolicy:
-    """Per-run choices that do not change embeddings: several faces, where to save crops."""
-
-    multiple_faces: str = "largest"
-    save_crops: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.multiple_faces not in MULTIPLE_FACES:
-            raise DataError(f"multiple-faces policy must be one of {', '.join(MULTIPLE_FACES)}, "
-                            f"got {self.multiple_faces!r}")
-        if self.save_crops is not None:
-            object.__setattr__(self, "save_crops", Path(self.save_crops))
-
-
-def recorded_settings(gallery: Any) -> DetectionSettings | None:
-    """The detector settings a gallery was created with (None: it embeds whole images)."""
-    return DetectionSettings.from_meta(gallery.meta(GALLERY_META_KEY))
-
-
-def resolve_settings(recorded: DetectionSettings | None, requested: DetectionSettings | None,
-                     gallery_label: str) -> DetectionSettings | None:
-    """The settings to use with a gallery: the recorded ones; a different request is refused."""
-    if requested is None or requested == recorded:
-        return recorded
-    if recorded is None:
-        raise GalleryError(f"gallery '{gallery_label}' was enrolled without a detector, so its probes must not use one "
-                           f"(drop --detector, or enroll into a new gallery with --detector {requested.detector})")
-    raise GalleryError(f"gallery '{gallery_label}' was enrolled with detector {recorded.describe()}, not "
-                       f"{requested.describe()}; drop --detector/--crop-margin to use the recorded one")
-
-
-def bind_to_gallery(gallery: Any, requested: DetectionSettings | None) -> DetectionSettings | None:
-    return resolve_settings(recorded_settings(gallery), requested, str(gallery.path))
-
+from .segmentation import run_segmenter, suppress_background, whole_image
+from .settings import FacePolicy, PipelineSettings
 
 # -- crops -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -188,39 +86,59 @@ def choose_faces(dets: Detections, policy: str, source: str) -> list[int]:
 
 
 class FaceCropper:
-    """Detector + settings + policy: image files in, face crops (and reasons for failures) out."""
+    """Pipeline settings + policy: image files in, crops to embed (and reasons for failures) out."""
 
-    def __init__(self, settings: DetectionSettings, policy: FacePolicy | None = None, *, detector: Any = None) -> None:
+    def __init__(self, settings: PipelineSettings, policy: FacePolicy | None = None, *, detector: Any = None,
+                 segmenter: Any = None) -> None:
         self.settings = settings
         self.policy = policy or FacePolicy()
         self.detector = detector if detector is not None else settings.build_detector()
+        self.segmenter = segmenter if segmenter is not None else settings.build_segmenter()
         self._saved: dict[str, int] = {}
         if self.policy.save_crops is not None:
             self.policy.save_crops.mkdir(parents=True, exist_ok=True)
+
+    def _detect(self, images: Sequence[Any]) -> list[Detections]:
+        if self.detector is None:
+            return [whole_image(im) for im in images]
+        all_dets = self.detector.detect(list(images))
+        if len(all_dets) != len(images):
+            raise DataError(f"detector {self.settings.detector} returned {len(all_dets)} results for {len(images)} images")
+        return list(all_dets)
 
     def crops_of_images(self, images: Sequence[Any], sources: Sequence[str | Path]
                         ) -> list[list[Crop] | ImageError]:
         """Per image: its crops, or the ImageError that says why it has none to embed."""
         if not images:
             return []
-        all_dets = self.detector.detect(list(images))
-        if len(all_dets) != len(images):
-            raise DataError(f"detector {self.settings.detector} returned {len(all_dets)} results for {len(images)} images")
-        out: list[list[Crop] | ImageError] = []
-        for image, dets, source in zip(images, all_dets, sources):
+        kept: list[tuple[Any, Detections, str | Path] | ImageError] = []
+        for image, dets, source in zip(images, self._detect(images), sources):
             try:
-                keep = choose_faces(dets, self.policy.multiple_faces, str(source))
+                kept.append((image, dets.select(choose_faces(dets, self.policy.multiple_faces, str(source))), source))
             except ImageError as exc:
-                out.append(exc)
+                kept.append(exc)
+        todo = [k for k in kept if not isinstance(k, ImageError)]
+        masks = (run_segmenter(self.segmenter, str(self.settings.segmenter), [k[0] for k in todo], [k[1] for k in todo])
+                 if self.segmenter is not None else [None] * len(todo))
+        mask_of = {id(k): m for k, m in zip(todo, masks)}
+        out: list[list[Crop] | ImageError] = []
+        for item in kept:
+            if isinstance(item, ImageError):
+                out.append(item)
                 continue
+            image, dets, source = item
+            image_masks = mask_of[id(item)]
             crops = []
-            for k, i in enumerate(keep):
+            for i in range(len(dets)):
                 eyes = None
                 if self.settings.align:
                     left, right = dets.landmark(i, "left_eye"), dets.landmark(i, "right_eye")
                     eyes = (left, right) if left is not None and right is not None else None
-                img, aligned = crop_face(image, dets.boxes[i], eyes, self.settings.crop_margin)
-                crop = Crop(Path(source), k, len(keep), img, tuple(float(v) for v in dets.boxes[i]),
+                # Mask the whole image first, then crop: the margin around the box is background too.
+                source_image = image if image_masks is None else \
+                    suppress_background(image, image_masks.masks[i], self.settings.background)
+                img, aligned = crop_face(source_image, dets.boxes[i], eyes, self.settings.crop_margin)
+                crop = Crop(Path(source), i, len(dets), img, tuple(float(v) for v in dets.boxes[i]),
                             float(dets.scores[i]), aligned)
                 self._save(crop)
                 crops.append(crop)

@@ -5,9 +5,10 @@
 * :func:`verify` answers "is this probe the claimed identity?" (1:1) against a threshold.
 * :func:`search` answers "who is this?" (1:N, open-set) with ranked identities.
 
-With ``detection`` settings (see :mod:`verikit.pipeline.detection`) each file is first run through
-the detector and its face crop(s) are embedded instead of the whole image; a gallery records the
-settings it was created with and later operations on it use them (a different detector is refused).
+With ``pipeline`` settings (see :mod:`verikit.pipeline.settings`) each file first goes through the
+detector (its face crops are embedded instead of the whole image) and/or the segmenter (its
+background is suppressed); a gallery records the settings it was created with and later operations
+on it use them (different settings are refused).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from ..io import load_image
 from ..models.embedder import Embedder
 from ..models.inference import embed_files, embed_images
 from ..structures import Decision, Hit, SearchResult
-from .detection import DetectionSettings, FaceCropper, FacePolicy, bind_to_gallery
+from .detection import FaceCropper
+from .settings import FacePolicy, PipelineSettings, bind_to_gallery
 
 
 @dataclass
@@ -43,15 +45,15 @@ class EnrollReport:
 
 
 def open_gallery_for(model: Embedder, path: str | Path, *, create: bool = False, index: str = "faiss:Flat",
-                     model_path: str | None = None, detection: DetectionSettings | None = None) -> Gallery:
+                     model_path: str | None = None, pipeline: PipelineSettings | None = None) -> Gallery:
     """Open (or create) a gallery, refusing one enrolled with a different model.
 
-    A new gallery records ``detection`` (the detector its images go through); for an existing one
-    see :func:`verikit.pipeline.detection.bind_to_gallery`.
+    A new gallery records ``pipeline`` (the detector/segmenter its images go through); for an existing one
+    see :func:`verikit.pipeline.settings.bind_to_gallery`.
     """
     if create and not (Path(path) / "gallery.sqlite").exists():
-        from .detection import GALLERY_META_KEY
-        extra = {GALLERY_META_KEY: detection.to_meta()} if detection is not None else None
+        from .settings import GALLERY_META_KEY
+        extra = {GALLERY_META_KEY: pipeline.to_meta()} if pipeline is not None else None
         # The gallery scores with the measure the model was trained with (verikit.similarity).
         return Gallery.create(path, dim=model.embedding_size, fingerprint=model.fingerprint, index=index,
                               model_path=model_path, extra_meta=extra, similarity=model.config.similarity)
@@ -64,23 +66,23 @@ class Enrollment:
 
     templates: dict[str, tuple[np.ndarray, list[str]]]
     report: EnrollReport
-    detection: DetectionSettings | None = None
+    pipeline: PipelineSettings | None = None
 
 
 def prepare_enrollment(model: Embedder, images: Mapping[str, Sequence[str | Path]], *, batch_size: int = 64,
                        num_workers: int | None = None,
                        progress: Callable[[int], None] | None = None,
-                       detection: DetectionSettings | None = None, faces: FacePolicy | None = None) -> Enrollment:
+                       pipeline: PipelineSettings | None = None, faces: FacePolicy | None = None) -> Enrollment:
     """Embed every identity's images (the slow part), touching no gallery yet.
 
-    With ``detection``, each image's face crop(s) are embedded (``faces`` decides about images
+    With ``pipeline``, each image's face crop(s) are embedded (``faces`` decides about images
     with several); images without a usable face are failures, like unreadable ones.
     """
     flat = [(name, Path(p)) for name, paths in images.items() for p in paths]
     if not flat:
         raise DataError("nothing to enroll: no images given")
-    if detection is not None:
-        return _prepare_detected(model, images, flat, FaceCropper(detection, faces), batch_size, progress)
+    if pipeline is not None:
+        return _prepare_through_pipeline(model, images, flat, FaceCropper(pipeline, faces), batch_size, progress)
     out = embed_files(model, [p for _, p in flat], batch_size=batch_size, num_workers=num_workers, progress=progress)
     # Look results up by path: a file listed twice was embedded twice, identically.
     position = {p: i for i, p in enumerate(out.paths)}
@@ -97,18 +99,18 @@ def prepare_enrollment(model: Embedder, images: Mapping[str, Sequence[str | Path
 def enroll(model: Embedder, gallery: Gallery, images: Mapping[str, Sequence[str | Path]], *,
            batch_size: int = 64, num_workers: int | None = None,
            progress: Callable[[int], None] | None = None,
-           detection: DetectionSettings | None = None, faces: FacePolicy | None = None) -> EnrollReport:
+           pipeline: PipelineSettings | None = None, faces: FacePolicy | None = None) -> EnrollReport:
     """Embed every identity's images and enroll them all in a single gallery transaction.
 
-    ``detection`` defaults to the settings the gallery was created with; different ones are refused.
+    ``pipeline`` defaults to the settings the gallery was created with; different ones are refused.
     """
-    detection = bind_to_gallery(gallery, detection)
+    pipeline = bind_to_gallery(gallery, pipeline)
     prepared = prepare_enrollment(model, images, batch_size=batch_size, num_workers=num_workers, progress=progress,
-                                  detection=detection, faces=faces)
+                                  pipeline=pipeline, faces=faces)
     return commit_enrollment(gallery, prepared)
 
 
-def _prepare_detected(model: Embedder, images: Mapping[str, Sequence[str | Path]], flat: list[tuple[str, Path]],
+def _prepare_through_pipeline(model: Embedder, images: Mapping[str, Sequence[str | Path]], flat: list[tuple[str, Path]],
                       cropper: FaceCropper, batch_size: int, progress: Callable[[int], None] | None) -> Enrollment:
     paths = list(dict.fromkeys(p for _, p in flat))  # a file listed twice is detected once
     by_path: dict[Path, list[tuple[np.ndarray, str]]] = {}
@@ -131,16 +133,38 @@ def _prepare_detected(model: Embedder, images: Mapping[str, Sequence[str | Path]
     return Enrollment({n: (np.stack(v), s) for n, (v, s) in grouped.items()}, report, cropper.settings)
 
 
+def embed_files_through(model: Embedder, paths: Sequence[str | Path], pipeline: PipelineSettings, *,
+                        batch_size: int = 64, progress: Callable[[int], None] | None = None):
+    """One embedding per file through ``pipeline`` (its largest face when a detector runs), for
+    protocols that score files (benchmarks, cohorts). Files without a usable face are failures.
+    Returns :class:`verikit.models.inference.EmbeddedFiles`."""
+    from ..models.inference import EmbeddedFiles
+
+    cropper = FaceCropper(pipeline, FacePolicy("largest"))
+    unique = list(dict.fromkeys(Path(p) for p in paths))
+    done: dict[Path, np.ndarray] = {}
+    failures: list[tuple[Path, str]] = []
+    for crops, bad in cropper.crops_of_files(unique, batch_size=min(batch_size, 16)):
+        failures.extend(bad)
+        for crop, vec in zip(crops, embed_images(model, [c.image for c in crops], batch_size=batch_size)):
+            done[crop.source] = vec
+        if progress is not None:
+            progress(len(crops) + len(bad))
+    kept = [p for p in unique if p in done]
+    emb = np.stack([done[p] for p in kept]) if kept else np.zeros((0, model.embedding_size), np.float32)
+    return EmbeddedFiles(kept, emb, failures)
+
+
 def commit_enrollment(gallery: Gallery, prepared: Enrollment) -> EnrollReport:
     """Store prepared templates: one transaction, all identities or none.
 
-    Refuses templates made with other detection settings than the gallery records.
+    Refuses templates made with other pipeline settings than the gallery records.
     """
     report = prepared.report
-    recorded = bind_to_gallery(gallery, prepared.detection)
-    if recorded != prepared.detection:
-        raise DataError(f"these images were embedded without the detector gallery '{gallery.path}' was enrolled "
-                        f"with ({recorded.describe()}); prepare them with detection={recorded!r}")
+    recorded = bind_to_gallery(gallery, prepared.pipeline)
+    if recorded != prepared.pipeline:
+        raise DataError(f"these images were embedded without the pipeline gallery '{gallery.path}' records "
+                        f"({recorded.describe()}); prepare them with that pipeline")
     if prepared.templates:
         report.enrolled = gallery.add_many(prepared.templates)
     return report
@@ -164,18 +188,18 @@ def resolve_threshold(threshold: float | None, calibration: Calibration | None) 
 
 def verify(model: Embedder, gallery: Gallery, image: str | Path, claim: str, *,
            threshold: float | None = None, calibration: Calibration | None = None,
-           detection: DetectionSettings | None = None, faces: FacePolicy | None = None,
+           pipeline: PipelineSettings | None = None, faces: FacePolicy | None = None,
            scorer: Callable[[np.ndarray, np.ndarray], float] | None = None) -> Decision:
     """1:1: score the probe against the claimed identity's templates (best match).
 
-    The probe goes through the gallery's recorded detector when it has one (``detection`` may
+    The probe goes through the gallery's recorded pipeline when it has one (``pipeline`` may
     repeat it; different settings are refused); no face in the probe raises ImageError.
     ``scorer(probe, templates)`` replaces the gallery's similarity (e.g. a learned pair head's
     ``best_score``); its threshold must then be in its own units.
     """
     t = resolve_threshold(threshold, calibration)
     gallery.identity(claim)  # unknown claim fails before any model work
-    settings = bind_to_gallery(gallery, detection)
+    settings = bind_to_gallery(gallery, pipeline)
     cropper = FaceCropper(settings, faces) if settings is not None else None
     probe = _embed_probe(model, image, cropper)
     if scorer is None and calibration is not None and calibration.cohort is not None:
@@ -213,7 +237,7 @@ def _normalised_search(gallery: Gallery, embeddings: np.ndarray, top_k: int, coh
 
 def search(model: Embedder, gallery: Gallery, images: Sequence[str | Path], *, top_k: int = 5,
            threshold: float | None = None, calibration: Calibration | None = None,
-           batch_size: int = 64, detection: DetectionSettings | None = None,
+           batch_size: int = 64, pipeline: PipelineSettings | None = None,
            faces: FacePolicy | None = None) -> tuple[list[SearchResult], list[tuple[Path, str]]]:
     """1:N for each probe; open-set when a threshold is known. Returns (results, failures).
 
@@ -224,7 +248,7 @@ def search(model: Embedder, gallery: Gallery, images: Sequence[str | Path], *, t
         t: float | None = resolve_threshold(threshold, calibration)
     except CalibrationError:
         t = None  # ranking still works; there is just no "unknown" decision
-    settings = bind_to_gallery(gallery, detection)
+    settings = bind_to_gallery(gallery, pipeline)
     if settings is not None:
         labels, embeddings, failures = _embed_probe_crops(model, images, FaceCropper(settings, faces), batch_size)
     else:
