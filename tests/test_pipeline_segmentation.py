@@ -190,7 +190,7 @@ def test_cli_benchmark_and_enroll_take_the_pipeline_options(tmp_path, tiny_model
         (data / person).mkdir(parents=True)
         for k in range(2):
             Image.new("RGB", (80 + 8 * k, 64), colour).save(data / person / f"{k}.png")
-    runner = CliRunner()
+    runner = CliRunner()  # click 8.2+: r.stdout and r.stderr are kept apart
     r = runner.invoke(app, ["benchmark", "folder", str(data), "-m", str(tiny_model_dir), "--segmenter", "lefthalf",
                             "--bootstrap", "0", "-f", "json", "-q"])
     assert r.exit_code == 0, r.output
@@ -202,3 +202,12 @@ def test_cli_benchmark_and_enroll_take_the_pipeline_options(tmp_path, tiny_model
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["gallery", "info", "-g", str(g), "-f", "json"])
     assert json.loads(r.stdout)["pipeline"]["background"] == "white"
+    # Calibrated through the segmenter with a grey background; the gallery masks to white: warned.
+    r = runner.invoke(app, ["calibrate", str(data), "-m", str(tiny_model_dir), "--target-fmr", "0.5",
+                            "--segmenter", "lefthalf", "-q", "-f", "json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["data"]["pipeline"]["segmenter"] == "lefthalf"
+    r = runner.invoke(app, ["verify", str(data / "p1" / "0.png"), "--claim", "p1", "-g", str(g), "-f", "json"])
+    assert r.exit_code == 0, r.output
+    assert "calibrated on segmenter lefthalf, grey background, but this gallery's probes go through segmenter " \
+           "lefthalf, white background" in " ".join(r.stderr.split())

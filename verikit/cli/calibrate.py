@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from .common import BatchOpt, DeviceOpt, FormatOpt, OutputFormat, QuietOpt, emit, progress_bar, warn
+from .pipeline_options import (BackgroundOpt, CropMarginOpt, DetectorOpt, DetectorOptionOpt, SegmenterOpt,
+                               SegmenterOptionOpt, requested_pipeline)
 
 
 def calibrate(
@@ -28,6 +30,12 @@ def calibrate(
     device: DeviceOpt = "auto",
     fmt: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
+    detector: DetectorOpt = None,
+    detector_option: DetectorOptionOpt = None,
+    crop_margin: CropMarginOpt = None,
+    segmenter: SegmenterOpt = None,
+    segmenter_option: SegmenterOptionOpt = None,
+    background: BackgroundOpt = None,
 ) -> None:
     """Choose the threshold that gives --target-fmr on all pairs of a validation set.
 
@@ -37,6 +45,10 @@ def calibrate(
     fingerprint, and `verify`/`search` use it from then on.
 
     Example: verikit calibrate data/val --model runs/orl --target-fmr 1e-3
+
+    For galleries enrolled with --detector/--segmenter, calibrate with the same options: the
+    validation images then go through the same steps (largest face, background masked), the
+    pipeline is recorded, and verify/search warn when a gallery's pipeline differs from it.
     """
     import numpy as np
 
@@ -47,10 +59,18 @@ def calibrate(
     from ..pipeline.calibration import calibrate_embeddings
 
     net = Embedder.load(model, device=device)
+    pipeline = requested_pipeline(detector, detector_option, crop_margin, segmenter, segmenter_option, background)
+
+    def embed(paths, progress):
+        if pipeline is None:
+            return embed_files(net, paths, batch_size=batch_size, progress=progress)
+        from ..pipeline.operations import embed_files_through
+        return embed_files_through(net, paths, pipeline, batch_size=batch_size, progress=progress)
+
     scan = scan_identity_folders(data_dir)
     label_of = {p: n for n, p in scan.items}
     with progress_bar(f"embedding {len(scan.items)} image(s)", len(scan.items), quiet) as advance:
-        out = embed_files(net, [p for _, p in scan.items], batch_size=batch_size, progress=advance)
+        out = embed([p for _, p in scan.items], advance)
     for _, reason in out.failures:
         warn(f"skipped {reason}")
     cohort_obj = None
@@ -73,8 +93,7 @@ def calibrate(
             names = cohort_scan.identities
             with progress_bar(f"embedding {len(cohort_scan.items)} cohort image(s)", len(cohort_scan.items),
                               quiet) as adv:
-                cohort_vectors = embed_files(net, [p for _, p in cohort_scan.items], batch_size=batch_size,
-                                             progress=adv).embeddings
+                cohort_vectors = embed([p for _, p in cohort_scan.items], adv).embeddings
         overlap = set(names) & set(scan.identities)
         if overlap:
             warn(f"{len(overlap)} identities are in both the cohort and the validation set (e.g. "
@@ -83,7 +102,8 @@ def calibrate(
                             net.fingerprint)
     cal = calibrate_embeddings(net, out.embeddings, [label_of[p] for p in out.paths], target_fmr, cohort=cohort_obj,
                                data={"path": str(data_dir), "identities": len(scan.identities),
-                                     "images": len(out.paths)})
+                                     "images": len(out.paths),
+                                     "pipeline": pipeline.to_dict() if pipeline is not None else None})
     cal.save(model)
     supported = min_supported_fmr(cal.n_impostor)
     if target_fmr < supported:

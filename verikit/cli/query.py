@@ -22,6 +22,21 @@ def _pipeline_for(g, *options):
     recorded = bind_to_gallery(g, None)
     return bind_to_gallery(g, requested_pipeline(*options, recorded=recorded))
 
+
+def _check_calibrated_pipeline(cal, pipeline) -> None:
+    """Warn when the threshold was calibrated on images prepared otherwise than this gallery's probes."""
+    if cal is None:
+        return
+    calibrated = cal.data.get("pipeline")
+    current = pipeline.to_dict() if pipeline is not None else None
+    if calibrated != current:
+        from ..pipeline.settings import PipelineSettings
+
+        def said(d):
+            return "whole images" if d is None else PipelineSettings(**d).describe()
+        warn(f"the threshold was calibrated on {said(calibrated)}, but this gallery's probes go through "
+             f"{said(current)}: rerun `verikit calibrate` with the same detector/segmenter options")
+
 ExitCodeOpt = Annotated[bool, typer.Option("--exit-code", help="Exit with status 3 when the answer is no match / unknown.")]
 
 
@@ -63,7 +78,7 @@ def verify(
 
     Example: verikit verify probe.jpg --claim alice --gallery people --exit-code
 
-    A gallery enrolled with --detector runs the probe through the same detector (no face: error);
+    A gallery enrolled with --detector/--segmenter runs the probe through the same steps (no face: error);
     --multiple-faces all is refused here (one face is compared with the claim).
     """
     from ..index.gallery import Gallery
@@ -86,6 +101,8 @@ def verify(
         cal = load_calibration(model_dir, net)
     with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
         pipeline = _pipeline_for(g, detector, detector_option, crop_margin, segmenter, segmenter_option, background)
+        if threshold is None:
+            _check_calibrated_pipeline(cal, pipeline)
         decision = do_verify(net, g, image, claim, threshold=threshold, calibration=cal, pipeline=pipeline,
                              faces=face_policy(multiple_faces, save_crops), scorer=score_fn)
     data = decision.to_dict()
@@ -126,7 +143,7 @@ def search(
 
     Example: verikit search probe.jpg --top-k 3 --gallery people
 
-    A gallery enrolled with --detector runs probes through the same detector; with
+    A gallery enrolled with --detector/--segmenter runs probes through the same steps; with
     --multiple-faces all every face is a probe (named FILE#k); images without a face are skipped.
     """
     from ..errors import ImageError
@@ -137,6 +154,8 @@ def search(
     cal = load_calibration(model_dir, net)
     with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
         pipeline = _pipeline_for(g, detector, detector_option, crop_margin, segmenter, segmenter_option, background)
+        if threshold is None:
+            _check_calibrated_pipeline(cal, pipeline)
         results, failures = do_search(net, g, [str(p) for p in images], top_k=top_k, threshold=threshold,
                                       calibration=cal, pipeline=pipeline,
                                       faces=face_policy(multiple_faces, save_crops))
