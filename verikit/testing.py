@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["check_backbone", "check_detector", "check_index_backend", "synthetic_images"]
+__all__ = ["check_backbone", "check_detector", "check_index_backend", "check_segmenter", "synthetic_images",
+           "synthetic_mask_dataset"]
 
 
 def synthetic_images() -> list[Any]:
@@ -37,6 +38,29 @@ def synthetic_images() -> list[Any]:
     draw.ellipse((86, 45, 98, 53), fill=(20, 20, 20))
     draw.line((70, 80, 90, 80), fill=(120, 40, 40), width=3)
     return [noise, flat, face]
+
+
+def synthetic_mask_dataset(folder: str | Path, n: int = 12, size: int = 64, seed: int = 0) -> tuple[Path, Path]:
+    """``n`` noise images with one bright disk each and their 0/255 masks: ``folder/images/iNN.png``
+    and ``folder/masks/iNN.png``. Returns (images folder, masks folder). The background is noise
+    in 0..150 and the disk 120..255, so single pixels overlap and a network must look around."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    images, masks = Path(folder) / "images", Path(folder) / "masks"
+    images.mkdir(parents=True, exist_ok=True)
+    masks.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        r = rng.uniform(0.15, 0.3) * size
+        cx, cy = rng.uniform(r, size - r, 2)
+        mask = Image.new("L", (size, size), 0)
+        ImageDraw.Draw(mask).ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
+        inside = np.asarray(mask)[..., None] > 127
+        pixels = np.where(inside, rng.integers(120, 256, (size, size, 3)), rng.integers(0, 151, (size, size, 3)))
+        Image.fromarray(pixels.astype(np.uint8), "RGB").save(images / f"i{i:02d}.png")
+        mask.save(masks / f"i{i:02d}.png")
+    return images, masks
 
 
 def check_detector(detector: Any, images: list[Any] | None = None) -> None:
@@ -72,6 +96,46 @@ def check_detector(detector: Any, images: list[Any] | None = None) -> None:
     again = detector.detect(list(images))
     for i, (a, b) in enumerate(zip(batch, again)):
         assert np.array_equal(a.boxes, b.boxes), f"result {i}: two runs on the same image gave different boxes"
+
+
+def check_segmenter(segmenter: Any, images: list[Any] | None = None) -> None:
+    """A segmenter returns one valid :class:`~verikit.structures.Masks` per image, in order.
+
+    Checked: it satisfies :class:`~verikit.interfaces.Segmenter`; an empty batch gives ``[]``;
+    each result is a ``Masks`` of shape (number of boxes, image height, image width), float32,
+    finite, in [0, 1]; an image with no detections gets a (0, H, W) result; a batch gives the
+    same masks as the images one by one; two runs give the same masks (inference is deterministic).
+    The boxes used are the whole image and a small box near its top-left corner.
+    """
+    import numpy as np
+
+    from .interfaces import Segmenter
+    from .structures import Detections, Masks
+
+    assert isinstance(segmenter, Segmenter), f"{segmenter!r} has no segment(images, detections) method"
+    images = images if images is not None else synthetic_images()
+    assert segmenter.segment([], []) == [], "segment([], []) must return []"
+    dets = []
+    for i, image in enumerate(images):
+        w, h = image.size
+        boxes = [[0.0, 0.0, w, h], [w * 0.1, h * 0.1, w * 0.5, h * 0.6]]
+        dets.append(Detections.empty(image_size=(w, h)) if i == 1 else Detections(boxes, [1.0, 0.5], image_size=(w, h)))
+    batch = segmenter.segment(list(images), dets)
+    assert isinstance(batch, list) and len(batch) == len(images), \
+        f"segment() returned {type(batch).__name__} of length {len(batch)} for {len(images)} images"
+    for i, (image, d, masks) in enumerate(zip(images, dets, batch)):
+        assert isinstance(masks, Masks), f"result {i} is {type(masks).__name__}, not verikit.structures.Masks"
+        w, h = image.size
+        m = masks.masks
+        assert m.shape == (len(d), h, w), f"result {i}: masks of shape {m.shape}, expected ({len(d)}, {h}, {w})"
+        assert m.dtype == np.float32, f"result {i}: masks are {m.dtype}, not float32"
+        assert np.isfinite(m).all() and (m >= 0).all() and (m <= 1).all(), f"result {i}: mask values leave [0, 1]"
+        single = segmenter.segment([image], [d])[0]
+        assert single.masks.shape == m.shape and np.allclose(single.masks, m, atol=1e-4), \
+            f"result {i}: segmenting the image alone gives other masks than in a batch"
+    again = segmenter.segment(list(images), dets)
+    for i, (a, b) in enumerate(zip(batch, again)):
+        assert np.allclose(a.masks, b.masks, atol=1e-5), f"result {i}: two runs on the same image gave different masks"
 
 
 def check_backbone(factory: Callable[..., Any], *, size: int = 64) -> None:

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Iterator, Optional
 import typer
 from rich.console import Console
 
+from typer.core import TyperGroup
+
 err_console = Console(stderr=True)
 out_console = Console(soft_wrap=True)
 
@@ -106,3 +108,16 @@ def load_calibration(model_dir: Path, model):
 
 def debug_enabled() -> bool:
     return os.environ.get("VERIKIT_DEBUG", "") not in ("", "0", "false", "no")
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A command group that runs its ``default_command`` when the first argument names no
+    sub-command, so ``verikit detect IMAGE...`` and ``verikit detect train ...`` both work."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        help_only = bool(args) and args[0] in ctx.help_option_names
+        if args and not help_only and args[0] not in self.commands:
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)

@@ -46,13 +46,15 @@ SaveCropsOpt = Annotated[Optional[Path], typer.Option(
     rich_help_panel=PIPELINE_PANEL)]
 
 
-def parse_detector_options(items: list[str] | None) -> dict[str, Any]:
-    """``["min_neighbors=3", "min_size=[40,40]"]`` -> ``{"min_neighbors": 3, "min_size": [40, 40]}``."""
+def parse_detector_options(items: list[str] | None, param_hint: str = "--detector-option") -> dict[str, Any]:
+    """``["min_neighbors=3", "min_size=[40,40]"]`` -> ``{"min_neighbors": 3, "min_size": [40, 40]}``.
+
+    The same KEY=VALUE parsing serves ``--segmenter-option`` (pass its ``param_hint``)."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--detector-option")
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=param_hint)
         try:
             out[key.strip()] = json.loads(raw)
         except ValueError:

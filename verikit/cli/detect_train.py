@@ -1,4 +1,4 @@
-"""``verikit detect-train``: fine-tune a trainable detector plugin on a box dataset.
+"""``verikit detect train``: fine-tune a trainable detector plugin on a box dataset.
 
 A detector plugin is trainable when its factory carries a ``train`` function (the torchvision
 plugin's ``create.train``): ``train(argument, items=..., out=..., epochs=..., weights=...,
@@ -47,7 +47,7 @@ def detect_train(
 
     Use the result with: --detector torchvision:ARCH -O weights=OUT/detector.safetensors -O num_classes=2
 
-    Example: verikit detect-train -a dlib_faces/training.xml --out face-det --epochs 30
+    Example: verikit detect train -a dlib_faces/training.xml --out face-det --epochs 30
     """
     from ..detect.annotations import load_annotations
     from ..errors import PluginError
@@ -56,7 +56,7 @@ def detect_train(
     name, argument = parse_spec(detector)
     trainer = getattr(detectors.get(name), "train", None)
     if not callable(trainer):
-        raise PluginError(f"detector {name!r} cannot be trained by verikit detect-train "
+        raise PluginError(f"detector {name!r} cannot be trained by verikit detect train "
                           "(its plugin has no train function; torchvision detectors can)")
     items = load_annotations(annotations, images_root=images_root, label=label)
     steps = epochs * math.ceil(len(items) / batch_size)

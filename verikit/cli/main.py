@@ -33,10 +33,19 @@ app.add_typer(benchmark.app, name="benchmark")
 app.add_typer(classify.app, name="classify")
 app.add_typer(pair_head.app, name="pair-head")
 app.command()(report.report)
-app.command()(detect.detect)
 benchmark.app.command("detection")(detect.benchmark_detection)
-from . import detect_train  # noqa: E402 - kept beside its one registration line
-app.command("detect-train")(detect_train.detect_train)
+from . import detect_train  # noqa: E402 - kept beside its registration lines
+from .common import DefaultCommandGroup  # noqa: E402
+
+# `verikit detect IMAGE...` finds faces (the group's default command); `verikit detect train` fine-tunes.
+detect_app = typer.Typer(cls=DefaultCommandGroup, no_args_is_help=True,
+                         help="Find faces: `verikit detect IMAGE...` (boxes as JSON), or `verikit detect train` "
+                              "to fine-tune a detector on annotated boxes.")
+detect_app.command("run", help=detect.detect.__doc__)(detect.detect)
+detect_app.command("train")(detect_train.detect_train)
+app.add_typer(detect_app, name="detect")
+from . import segment  # noqa: E402 - kept beside its one registration line
+app.add_typer(segment.app, name="segment")
 
 
 def main() -> None:

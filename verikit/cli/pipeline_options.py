@@ -52,7 +52,7 @@ def requested_pipeline(detector: str | None, detector_option: list[str] | None, 
     from ..pipeline.settings import DEFAULT_BACKGROUND, DEFAULT_CROP_MARGIN, PipelineSettings
 
     d_opts = parse_detector_options(detector_option)
-    s_opts = parse_detector_options(segmenter_option)
+    s_opts = parse_detector_options(segmenter_option, param_hint="--segmenter-option")
     if detector is None and not d_opts and crop_margin is None and segmenter is None and not s_opts \
             and background is None:
         return None

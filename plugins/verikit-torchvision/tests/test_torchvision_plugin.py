@@ -1,5 +1,5 @@
 """verikit-torchvision: contract (random weights, nothing downloaded), options, weights round trip,
-discovery through the entry point, and `verikit detect-train` on a tiny synthetic box dataset."""
+discovery through the entry point, and `verikit detect train` on a tiny synthetic box dataset."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def test_detect_train_writes_a_loadable_detector(tmp_path):
     csv = _square_dataset(tmp_path)
     out = tmp_path / "det"
     spec = f"torchvision:{SMALL[0]}"
-    result = CliRunner().invoke(app, ["detect-train", "-a", str(csv), "-d", spec, "--out", str(out),
+    result = CliRunner().invoke(app, ["detect", "train", "-a", str(csv), "-d", spec, "--out", str(out),
                                       "--epochs", "1", "--format", "json", "-q"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -121,6 +121,6 @@ def test_detect_train_refuses_an_untrainable_detector(tmp_path):
         raise AssertionError("not called")
 
     with detectors.temporary("untrainable", factory):
-        result = CliRunner().invoke(app, ["detect-train", "-a", str(csv), "-d", "untrainable",
+        result = CliRunner().invoke(app, ["detect", "train", "-a", str(csv), "-d", "untrainable",
                                           "--out", str(tmp_path / "x")])
     assert result.exit_code != 0 and "cannot be trained" in str(result.exception)

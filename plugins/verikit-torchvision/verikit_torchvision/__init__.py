@@ -4,7 +4,9 @@ This package owns the ``torchvision`` entry in ``verikit.detectors``. Spec
 ``torchvision[:ARCH]`` names one of :data:`ARCHITECTURES` (Faster R-CNN, SSD / SSDlite, RetinaNet,
 FCOS). :func:`create` validates its options and imports torch only when called, so discovering
 the plugin costs nothing. The factory also carries ``create.train`` (:func:`train`), which is how
-``verikit detect-train`` fine-tunes a detector on a box dataset.
+``verikit detect train`` fine-tunes a detector on a box dataset. The distribution's segmenters
+(FCN, DeepLabV3, LR-ASPP; entry ``torchvision`` in ``verikit.segmenters``) live in
+:mod:`verikit_torchvision.segmentation`.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def resolve_arch(arch: str | None) -> str:
 
 
 def read_sidecar(weights: str | None) -> dict[str, Any]:
-    """The ``detector.json`` that ``verikit detect-train`` writes next to its weights, if any."""
+    """The ``detector.json`` that ``verikit detect train`` writes next to its weights, if any."""
     import json
 
     from verikit.errors import PluginError
@@ -96,5 +98,5 @@ def train(arch: str | None = None, **kwargs: Any) -> dict[str, Any]:
     return fine_tune(resolve_arch(arch), **kwargs)
 
 
-create.train = train  # type: ignore[attr-defined]  # what `verikit detect-train` looks for
+create.train = train  # type: ignore[attr-defined]  # what `verikit detect train` looks for
 __all__ = ["ARCHITECTURES", "create", "train"]

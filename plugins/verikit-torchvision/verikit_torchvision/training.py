@@ -1,4 +1,4 @@
-"""Fine-tune a torchvision detector on annotated boxes (what ``verikit detect-train`` runs).
+"""Fine-tune a torchvision detector on annotated boxes (what ``verikit detect train`` runs).
 
 The models compute their own losses in train mode (Faster R-CNN: RPN objectness + box regression
 and ROI classification + box regression; SSD: confidence + localisation; RetinaNet: focal +

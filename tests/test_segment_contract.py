@@ -1,0 +1,26 @@
+"""Every registered segmenter passes verikit.testing.check_segmenter (parametrised over the registry,
+like tests/test_plugins_contract.py does for the other kinds)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from verikit import testing
+from verikit.registry import segmenters
+
+# Small builds of first-party segmenters: the contract, not accuracy, is under test.
+SMALL = {"smp": ("smp:unet", {"encoder": "tu-mobilenetv3_small_050", "input_size": 64}),
+         "torchvision": ("torchvision:lraspp_mobilenet_v3_large", {"input_size": 64})}
+
+
+@pytest.mark.parametrize("name", segmenters.names())
+def test_segmenter_contract(name):
+    spec, options = SMALL.get(name, (name, {}))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        testing.check_segmenter(segmenters.create(spec, **options))
+    finally:
+        torch.set_num_threads(before)
