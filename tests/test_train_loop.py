@@ -44,27 +44,31 @@ def params(model) -> dict[str, torch.Tensor]:
 
 
 # Augmentation on (its randomness must be replayed) and both optimizer kinds; the proxy loss also
-# checks that the learned proxies are restored.
-@pytest.mark.parametrize("loss, optimizer", [("triplet", "adamw"), ("normalized_softmax", "sgd")])
-def test_resume_gives_the_weights_of_an_uninterrupted_run(eight_people, tmp_path, loss, optimizer):
-    cfg = tiny(loss=loss, optimizer=optimizer, epochs=3)
+# checks that the learned proxies are restored. The gradual-unfreezing run is cut in the middle of
+# its unfreezing: the top stage already has optimizer state, the next ones do not yet.
+@pytest.mark.parametrize("loss, optimizer, extra, cut", [
+    ("triplet", "adamw", {}, 1), ("normalized_softmax", "sgd", {}, 1),
+    ("triplet", "adamw", {"epochs": 4, "freeze_epochs": 1, "gradual_unfreeze": 1}, 2)])
+def test_resume_gives_the_weights_of_an_uninterrupted_run(eight_people, tmp_path, loss, optimizer, extra, cut):
+    cfg = tiny(loss=loss, optimizer=optimizer, **{"epochs": 3, **extra})
     whole = params(train(eight_people, cfg, out_dir=tmp_path / "whole").model)
 
     with pytest.raises(Interrupt):
-        train(eight_people, cfg, out_dir=tmp_path / "cut", on_epoch=stop_after(1))
-    after_one = load_checkpoint(tmp_path / "cut").model
+        train(eight_people, cfg, out_dir=tmp_path / "cut", on_epoch=stop_after(cut))
+    after_cut = load_checkpoint(tmp_path / "cut").model
     epochs_seen = []
     resumed = train(eight_people, cfg, out_dir=tmp_path / "cut", resume=True,
                     on_epoch=lambda r: epochs_seen.append(r.epoch))
 
-    assert epochs_seen == [2, 3]  # continued after the last completed epoch, did not start over
-    assert [r.epoch for r in resumed.history] == [1, 2, 3]
+    # continued after the last completed epoch, did not start over
+    assert epochs_seen == list(range(cut + 1, cfg.epochs + 1))
+    assert [r.epoch for r in resumed.history] == list(range(1, cfg.epochs + 1))
     got = params(resumed.model)
     assert got.keys() == whole.keys()
     for k in whole:
         torch.testing.assert_close(got[k], whole[k], rtol=0, atol=1e-6, msg=k)
     # ... and training after the interruption really moved the weights (the check above is not vacuous).
-    assert max((got[k].float() - after_one[k].float()).abs().max().item() for k in got) > 1e-3
+    assert max((got[k].float() - after_cut[k].float()).abs().max().item() for k in got) > 1e-3
 
 
 def test_csv_log_has_one_row_per_epoch_even_after_a_resume(eight_people, tmp_path):
@@ -109,6 +113,65 @@ def test_frozen_backbone_does_not_move_during_the_freeze(eight_people, tmp_path)
     assert not torch.equal(after_one["head.proj.weight"], init["head.proj.weight"])
     final = params(train(eight_people, cfg, out_dir=tmp_path, resume=True).model)
     assert any(not torch.equal(final[k], init[k]) for k in backbone)  # unfrozen in epoch 2
+
+
+# test_resnet's timm grouping: stem, layer1, layer2, layer3, layer4 (bottom first).
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+
+def stage_of(name: str) -> str:
+    """The timm stage of a backbone state-dict key (``backbone.`` prefix dropped)."""
+    first = name.split(".")[0]
+    return first if first.startswith("layer") else "stem"
+
+
+def test_backbone_groups_follow_timms_stages():
+    from verikit.train.loop import backbone_groups
+
+    model = Embedder.build("timm:test_resnet", embedding_size=16, input_spec=tiny().input_spec())
+    groups = backbone_groups(model.backbone)
+    named = dict(model.backbone.named_parameters())
+    assert [sorted({stage_of(n) for n in g if n in named}) for g in groups] == [[s] for s in STAGES]
+    assert set().union(*groups) >= set(named)  # every parameter is in some group
+
+
+@pytest.mark.parametrize("epoch, frozen", [(1, STAGES), (2, STAGES[:4]), (3, STAGES[:4]), (4, STAGES[:3]),
+                                           (5, STAGES[:3]), (8, STAGES[:1]), (10, ()), (30, ())])
+def test_gradual_unfreezing_schedule_sets_requires_grad_and_batchnorm_mode(epoch, frozen):
+    from verikit.train.loop import set_train_mode
+
+    cfg = tiny(freeze_epochs=1, gradual_unfreeze=2)  # epoch 1 frozen; then one stage every 2 epochs, top first
+    model = Embedder.build("timm:test_resnet", embedding_size=16, input_spec=cfg.input_spec())
+    assert set_train_mode(model, cfg, epoch) == len(frozen)
+    for name, p in model.backbone.named_parameters():
+        assert p.requires_grad == (stage_of(name) not in frozen), (epoch, name)
+    for name, m in model.backbone.named_modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert m.training == (stage_of(name) not in frozen), (epoch, name)
+    assert all(p.requires_grad for p in model.head.parameters()) and model.head.training
+
+
+def test_gradual_unfreezing_moves_exactly_the_unfrozen_stages(eight_people, tmp_path):
+    # A real run: the backbone frozen in epoch 1, layer4 unfrozen in epoch 2, layer3 too in epoch 3.
+    # After every epoch, the weights and batch-norm statistics of the still-frozen stages are
+    # bit-identical to their initial values; every tensor of the unfrozen stages has moved.
+    cfg = tiny(epochs=3, freeze_epochs=1, gradual_unfreeze=1, augment="none", val_fraction=0.0, backbone_lr_scale=0.5,
+               loss="normalized_softmax")  # its loss never reaches 0 (a zero gradient would move no bias)
+    seed_everything(cfg.seed)
+    before = Embedder.build(cfg.backbone, embedding_size=16, input_spec=cfg.input_spec()).state_dict()
+    snapshots = {}
+    train(eight_people, cfg, out_dir=tmp_path,
+          on_epoch=lambda r: snapshots.__setitem__(r.epoch, load_checkpoint(tmp_path).model))
+    trained = {1: (), 2: ("layer4",), 3: ("layer3", "layer4")}
+    for epoch, stages in trained.items():
+        after = snapshots[epoch]
+        for k in before:
+            if not k.startswith("backbone."):
+                continue
+            moved = not torch.equal(after[k], before[k])
+            assert moved == (stage_of(k[len("backbone."):]) in stages), (epoch, k)
+        assert not torch.equal(after["head.proj.weight"], before["head.proj.weight"])
+        before = after
 
 
 def test_backbone_learning_rate_scale_sets_its_param_group(eight_people):

@@ -73,6 +73,9 @@ def train(
                                                        "fraction of --lr, e.g. 0.1 when fine-tuning pretrained weights.")] = None,
     freeze_epochs: Annotated[Optional[int], _opt(default="0", min=0, help="Train only the head for the first N "
                                                  "epochs (backbone frozen), then everything.")] = None,
+    gradual_unfreeze: Annotated[Optional[int], _opt(default="0", min=0, help="After --freeze-epochs, unfreeze the "
+                                                    "backbone one stage every N epochs, top stage first (timm's own "
+                                                    "stage grouping); 0 = all at once.")] = None,
     freeze_batchnorm: Annotated[Optional[bool], typer.Option(
         "--freeze-batchnorm/--train-batchnorm", show_default=False,
         help="Batch-norm layers keep their running statistics (useful for small batches on a pretrained "
@@ -127,8 +130,8 @@ def train(
 # options are converted first).
 _CONFIG_OPTIONS = ("backbone", "embedding_size", "pooling", "neck", "channels", "epochs", "batch_size", "m_per_class",
                    "optimizer", "lr", "weight_decay", "warmup_epochs", "backbone_lr_scale", "freeze_epochs",
-                   "freeze_batchnorm", "clip_grad_norm", "amp", "loss", "miner", "distance", "margin", "augment", "keep",
-                   "patience", "val_fraction", "seed", "workers", "device")
+                   "gradual_unfreeze", "freeze_batchnorm", "clip_grad_norm", "amp", "loss", "miner", "distance",
+                   "margin", "augment", "keep", "patience", "val_fraction", "seed", "workers", "device")
 
 
 def resolve_config(out: Path, config_file: Path | None, resume: bool, given: dict, backbone_options: dict,

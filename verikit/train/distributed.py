@@ -7,14 +7,21 @@ and ``gloo`` on CPU. What one process computes on a global batch of ``B``, ``W``
 with ``B / W`` each:
 
 - :class:`verikit.train.data.EpochSampler` gives each process its slice of the same global batch;
-- pair and triplet losses see only the local batch unless the embeddings are gathered, which
-  changes which pairs exist and what the miner picks. pytorch-metric-learning's
-  ``DistributedLossWrapper`` / ``DistributedMinerWrapper`` all-gather embeddings and labels (the
-  gathered copies carry no gradient, so each process back-propagates into its own samples only,
-  and the wrapper multiplies by ``W`` to undo DDP's gradient averaging);
-- proxy losses (normalized softmax, CosFace, ArcFace) are per-sample means against proxies, so
-  the average of the local losses is the global loss; their proxy gradients are averaged by
-  :func:`average_gradients` because the proxies live outside the DDP-wrapped model;
+- a metric loss sees only the local batch unless the embeddings are gathered, which changes which
+  pairs exist, what the miner picks, and (for ProxyAnchor, whose value is not a mean over
+  samples) the loss itself. Every loss is therefore wrapped in pytorch-metric-learning's
+  ``DistributedLossWrapper`` (and the miner in ``DistributedMinerWrapper``): they all-gather
+  embeddings and labels, so each process computes the loss of the global batch; the gathered
+  copies carry no gradient, so each process back-propagates into its own samples only, and the
+  wrapper multiplies by ``W`` to undo DDP's gradient averaging;
+- loss modules with parameters (the proxies of ProxyAnchor, the weight matrices of normalized
+  softmax, CosFace, ArcFace) live outside the DDP-wrapped model, so DDP does not synchronise
+  them. Each process gets the *whole* gradient of the global-batch loss for them (the proxies
+  meet every gathered embedding), times the wrapper's ``W``: :func:`sync_loss_gradients`
+  averages them across processes (identical up to rounding, averaging keeps the processes in
+  lockstep) and divides by ``W``. Wrapping model and loss in one DDP module would average them
+  too but still leave the factor ``W``; without the gathering, proxy losses that are per-sample
+  means (softmax, CosFace, ArcFace) would come out right but ProxyAnchor would not;
 - batch-norm statistics are synchronised (``SyncBatchNorm``) on CUDA only: torch has no CPU
   implementation, so on CPU each process normalises with its own batch's statistics.
 
@@ -91,27 +98,32 @@ def wrap_model(model: nn.Module, world: World, device: torch.device, find_unused
 
 
 def wrap_loss_and_miner(loss_fn: nn.Module, miner: Any, world: World) -> tuple[nn.Module, Any]:
-    """Loss and miner that see the global batch (unchanged when not distributed, or for proxy losses)."""
-    if not world.distributed or list(loss_fn.parameters()):
+    """Loss and miner that see the global batch (unchanged when not distributed)."""
+    if not world.distributed:
         return loss_fn, miner
     from pytorch_metric_learning.utils.distributed import DistributedLossWrapper, DistributedMinerWrapper
 
     return DistributedLossWrapper(loss_fn), (DistributedMinerWrapper(miner) if miner is not None else None)
 
 
-def loss_scale(loss_fn: nn.Module, world: World) -> float:
+def loss_scale(world: World) -> float:
     """Divide a wrapped loss's value by this to report the global batch's loss (the wrapper multiplies by W)."""
-    return float(world.world_size) if world.distributed and not list(loss_fn.parameters()) else 1.0
+    return float(world.world_size) if world.distributed else 1.0
 
 
-def average_gradients(params: Iterable[nn.Parameter], world: World) -> None:
-    """Average gradients of parameters outside the DDP model (a proxy loss's proxies) across processes."""
+def sync_loss_gradients(params: Iterable[nn.Parameter], world: World) -> None:
+    """The gradient of the global-batch loss for parameters outside the DDP model (a loss's proxies).
+
+    Under :func:`wrap_loss_and_miner` every process already holds ``W`` times that gradient (it
+    saw every embedding, and the wrapper scales the loss by ``W``): average across processes,
+    then divide by ``W``.
+    """
     if not world.distributed:
         return
     for p in params:
         if p.grad is not None:
             dist.all_reduce(p.grad)
-            p.grad /= world.world_size
+            p.grad /= world.world_size * world.world_size
 
 
 def broadcast_flag(value: bool, world: World, device: torch.device) -> bool:

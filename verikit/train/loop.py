@@ -35,7 +35,7 @@ from ..structures import InputSpec
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import CONFIG_FILE, config_to_dict, write_config
 from .data import EpochSampler, LabelledImages, Split, augmentation, epoch_seed, identity_split
-from .distributed import (World, average_gradients, broadcast_flag, loss_scale, process_group, unwrap,
+from .distributed import (World, broadcast_flag, loss_scale, process_group, sync_loss_gradients, unwrap,
                           wrap_loss_and_miner, wrap_model)
 from .run_log import RunLog
 from .losses import PROXY_LOSSES, build_loss, build_miner, build_sampler
@@ -74,6 +74,7 @@ class TrainConfig:
     amp: bool = True                 # float16 autocast + grad scaling, on CUDA only (a no-op on CPU)
     patience: int = 0                # stop after this many epochs without a better validation EER; 0: never
     freeze_epochs: int = 0           # train only the head (backbone frozen) for the first N epochs
+    gradual_unfreeze: int = 0        # after the freeze: one more backbone stage every N epochs, top first; 0: all
     backbone_lr_scale: float = 1.0   # the backbone's learning rate relative to --lr (0.1: gentle fine-tuning)
     freeze_batchnorm: bool = False   # batch-norm layers use and keep their running statistics
 
@@ -163,7 +164,7 @@ def check_config(cfg: TrainConfig) -> None:
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise DataError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
-    for key in ("patience", "freeze_epochs", "warmup_epochs"):
+    for key in ("patience", "freeze_epochs", "gradual_unfreeze", "warmup_epochs"):
         if getattr(cfg, key) < 0:
             raise DataError(f"{key} must be >= 0, got {getattr(cfg, key)}")
     if cfg.backbone_lr_scale < 0 or cfg.clip_grad_norm < 0:
@@ -182,21 +183,88 @@ def build_optimizer(cfg: TrainConfig, model: Embedder, loss_fn: torch.nn.Module)
     return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def set_train_mode(model: Embedder, cfg: TrainConfig, epoch: int) -> bool:
+def backbone_groups(backbone: torch.nn.Module) -> list[set[str]]:
+    """The backbone's units of unfreezing, bottom (stem) first: each a set of parameter, buffer and
+    module names relative to the backbone.
+
+    timm models group themselves (``group_matcher(coarse=True)``: the stem, each stage, then
+    whatever follows the last stage); verikit uses that grouping rather than guessing layer
+    names. A backbone without a ``group_matcher`` is split into its top-level children. Groups
+    that hold no parameter (a pooling layer, an identity classifier) join the group above them
+    (or the top group), so every unit unfreezes something.
+    """
+    names = ([n for n, _ in backbone.named_parameters()] + [n for n, _ in backbone.named_buffers()]
+             + [n for n, _ in backbone.named_modules() if n])
+    if callable(getattr(backbone, "group_matcher", None)):
+        # timm's own grouping (what its group_parameters/group_modules use), over all names at once
+        from timm.models._manipulate import group_with_matcher
+
+        of = group_with_matcher(((n, n) for n in names), backbone.group_matcher(coarse=True), reverse=True)
+    else:
+        order = {n: k for k, (n, _) in enumerate(backbone.named_children())}
+        of = {n: order.get(n.split(".")[0], len(order)) for n in names}
+    params = {n for n, _ in backbone.named_parameters()}
+    raw: dict[int, set[str]] = {}
+    for n, g in of.items():
+        raw.setdefault(g, set()).add(n)
+    groups: list[set[str]] = []
+    pending: set[str] = set()
+    for g in sorted(raw):
+        pending |= raw[g]
+        if pending & params:
+            groups.append(pending)
+            pending = set()
+    if pending:  # parameter-free layers above the last stage
+        if groups:
+            groups[-1] |= pending
+        else:
+            groups.append(pending)
+    return groups
+
+
+def frozen_group_count(cfg: TrainConfig, epoch: int, n_groups: int) -> int:
+    """How many backbone groups, counted from the bottom, are frozen in ``epoch`` (1-based).
+
+    All of them for the first ``freeze_epochs`` epochs; then all at once are unfrozen, or, with
+    ``gradual_unfreeze N``, the top group in the first epoch after the freeze and one more group
+    every N epochs.
+    """
+    if epoch <= cfg.freeze_epochs:
+        return n_groups
+    if cfg.gradual_unfreeze <= 0:
+        return 0
+    unfrozen = 1 + (epoch - cfg.freeze_epochs - 1) // cfg.gradual_unfreeze
+    return max(0, n_groups - unfrozen)
+
+
+def set_train_mode(model: Embedder, cfg: TrainConfig, epoch: int) -> int:
     """Train mode for ``epoch``: the backbone frozen (no gradients, batch-norm statistics kept) for the
     first ``freeze_epochs`` epochs, so a pretrained backbone is not disturbed while the freshly
-    initialised head still produces poor gradients. Returns whether the backbone is frozen."""
-    frozen = epoch <= cfg.freeze_epochs
+    initialised head still produces poor gradients; then unfrozen all at once or, with
+    ``gradual_unfreeze``, one group of :func:`backbone_groups` at a time from the top. Frozen
+    layers are in eval mode (batch-norm uses and keeps its running statistics; dropout is off).
+    Returns the number of frozen groups (0: the whole backbone trains)."""
+    backbone = model.backbone
+    if cfg.gradual_unfreeze > 0:
+        groups = backbone_groups(backbone)
+    else:  # the whole backbone is one unit
+        groups = [{n for n, _ in backbone.named_parameters()} | {n for n, _ in backbone.named_modules() if n}]
+    n_frozen = frozen_group_count(cfg, epoch, len(groups))
+    frozen = set().union(*groups[:n_frozen])
     model.train()
-    for p in model.backbone.parameters():
-        p.requires_grad_(not frozen)
-    if frozen:
-        model.backbone.eval()
+    for name, p in backbone.named_parameters():
+        p.requires_grad_(name not in frozen)
+    if n_frozen == len(groups):
+        backbone.eval()
+    else:
+        for name, m in backbone.named_modules():
+            if name in frozen:
+                m.training = False  # this module only: a frozen container may hold unfrozen children
     if cfg.freeze_batchnorm:
         for m in model.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
-    return frozen
+    return n_frozen
 
 
 @dataclass
@@ -204,7 +272,7 @@ class _Parts:
     """What one epoch needs, built once per run."""
 
     net: torch.nn.Module              # the model, DDP-wrapped under torchrun
-    loss_fn: torch.nn.Module          # wrapped to see the global batch under torchrun
+    loss_fn: torch.nn.Module          # wrapped to see the global batch under torchrun (proxy losses too)
     miner: Any
     proxies: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
@@ -229,7 +297,7 @@ def _train_epoch(parts: _Parts, loader: DataLoader, cfg: TrainConfig, epoch: int
                 else parts.loss_fn(emb, y))
         parts.optimizer.zero_grad(set_to_none=True)
         parts.scaler.scale(loss).backward()
-        average_gradients(parts.proxies, parts.world)
+        sync_loss_gradients(parts.proxies, parts.world)
         parts.scaler.unscale_(parts.optimizer)  # clip the true gradients, not the scaled ones
         if cfg.clip_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
@@ -292,13 +360,16 @@ def _train(data_dir, cfg: TrainConfig, world: World, device: torch.device, on_st
     if resume:
         ckpt = load_checkpoint(out_dir, device)
         history, best_state = _restore(ckpt, model, loss_fn, optimizer, scheduler, scaler)
-    # Wrapped after restoring, so DDP broadcasts the restored weights; every parameter still
-    # requires grad here, which DDP needs to sync the backbone once it is unfrozen.
-    set_train_mode(model, cfg, epoch=cfg.freeze_epochs + 1)
+    # Wrapped after restoring, so DDP broadcasts the restored weights; in the modes of the most
+    # unfrozen (last) epoch, but with every parameter requiring grad, which DDP needs to sync each
+    # part of the backbone once it is unfrozen.
+    set_train_mode(model, cfg, epoch=max(cfg.epochs, cfg.freeze_epochs + 1))
+    model.requires_grad_(True)
     wrapped_loss, wrapped_miner = wrap_loss_and_miner(loss_fn, miner, world)
-    parts = _Parts(wrap_model(model, world, device, find_unused=cfg.freeze_epochs > 0), wrapped_loss,
+    partly_frozen = cfg.freeze_epochs > 0 or cfg.gradual_unfreeze > 0
+    parts = _Parts(wrap_model(model, world, device, find_unused=partly_frozen), wrapped_loss,
                    wrapped_miner, list(loss_fn.parameters()) if world.distributed else [], optimizer, scheduler,
-                   scaler, autocast, world, loss_scale(loss_fn, world))
+                   scaler, autocast, world, loss_scale(world))
     writing = out_dir is not None and world.is_main
     log = RunLog(out_dir, start_epoch=len(history) + 1) if writing else None
     if writing:
