@@ -11,8 +11,8 @@ import sys
 
 import typer
 
-from . import (benchmark, calibrate, classify, demo, detect, enroll, gallery, pair_head, plugins, query, report,
-               train)
+from . import (benchmark, calibrate, classify, demo, detect, enroll, gallery, oneshot, pair_head, plugins, query,
+               report, train)
 
 app = typer.Typer(
     name="verikit",
@@ -34,6 +34,7 @@ app.add_typer(classify.app, name="classify")
 app.add_typer(pair_head.app, name="pair-head")
 app.command()(report.report)
 benchmark.app.command("detection")(detect.benchmark_detection)
+benchmark.app.command("oneshot")(oneshot.oneshot)
 from . import detect_train  # noqa: E402 - kept beside its registration lines
 from .common import DefaultCommandGroup  # noqa: E402
 
