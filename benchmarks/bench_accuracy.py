@@ -25,6 +25,12 @@ Run: ``.venv/bin/python benchmarks/bench_accuracy.py [--threads 1] [--losses arc
 [--datasets orl,yale] [--orl-epochs 40] [--yale-epochs 12]``. Writes
 ``benchmarks/results/accuracy.json`` (after every row) and prints a markdown table.
 
+``--equalize none,histogram`` (default ``none``: the rows above) trains and scores every loss once per
+listed mode of the model's photometric normalisation (``InputSpec.equalize``, ``verikit train
+--equalize``), and scores the raw-pixel baseline with the same normalisation (the grey image is
+histogram-equalised at full size, then box-downsampled). ``--append`` keeps the rows already in
+``--out`` (e.g. to add a longer run to ``benchmarks/results/accuracy_equalize.json``).
+
 ``--transfer`` adds one more ORL row (task 4 of the training issue): pretrain on all 38 Yale B
 people (disjoint from ORL's), then fine-tune on ORL s1-s30 with a frozen-backbone warm-up and
 gradual unfreezing, tested on s31-s40 like the other rows.
@@ -100,13 +106,24 @@ def score(embeddings: np.ndarray, labels: list[str], n_boot: int) -> dict:
             "n_genuine": ev["n_genuine"], "n_impostor": ev["n_impostor"], "n_subjects": ev["n_subjects"]}
 
 
-def raw_pixels(items) -> tuple[np.ndarray, list[str]]:
+def raw_pixels(items, equalize: str = "none") -> tuple[np.ndarray, list[str]]:
     rows = []
     for _, p in items:
         with Image.open(p) as im:
-            x = np.asarray(im.convert("L").resize((RAW_SIZE, RAW_SIZE), Image.BOX), np.float32).ravel()
+            grey = im.convert("L")
+            if equalize == "histogram":
+                grey = equalize_grey(grey)
+            x = np.asarray(grey.resize((RAW_SIZE, RAW_SIZE), Image.BOX), np.float32).ravel()
         rows.append(x / max(np.linalg.norm(x), 1e-12))
     return np.stack(rows), [n for n, _ in items]
+
+
+def equalize_grey(grey: Image.Image) -> Image.Image:
+    """The model's histogram equalisation (torchvision's) applied to a grey PIL image."""
+    from torchvision.transforms.v2 import functional as F
+
+    t = F.equalize(torch.from_numpy(np.asarray(grey, np.uint8).copy())[None])
+    return Image.fromarray(t[0].numpy())
 
 
 def model_embeddings(model, items) -> tuple[np.ndarray, list[str]]:
@@ -131,6 +148,8 @@ def main() -> None:
     ap.add_argument("--orl-epochs", type=int, default=40)
     ap.add_argument("--yale-epochs", type=int, default=12)
     ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--equalize", default="none", help="comma list of InputSpec.equalize modes: none, histogram")
+    ap.add_argument("--append", action="store_true", help="keep the rows already in --out and add these")
     ap.add_argument("--transfer", action="store_true", help="add the Yale B -> ORL pretrain/fine-tune row")
     ap.add_argument("--transfer-loss", default="normalized_softmax")
     ap.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
@@ -146,6 +165,11 @@ def main() -> None:
            "scoring": "all pairs, cosine; EER / TAR@FAR from verikit.calibrate.evaluation.evaluate_verification, "
                       f"subject bootstrap {args.bootstrap} replicates, 95% percentile interval",
            "datasets": {}, "rows": []}
+    modes = [m for m in args.equalize.split(",") if m]
+    if args.append and args.out.is_file():
+        old = json.loads(args.out.read_text())
+        out["rows"], out["datasets"] = old.get("rows", []), old.get("datasets", {})
+        out["earlier_runs"] = [*old.get("earlier_runs", []), {k: old[k] for k in ("created", "threads") if k in old}]
     lines = ["| dataset | loss | backbone | EER [95% CI] | TAR@1e-2 | TAR@1e-3 | train s | EER vs raw pixels |",
              "|---|---|---|---|---|---|---|---|"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -153,17 +177,25 @@ def main() -> None:
     def save() -> None:
         args.out.write_text(json.dumps(out, indent=2) + "\n")
 
-    for ds in args.datasets.split(","):
+    for ds, eq in [(ds, eq) for ds in args.datasets.split(",") for eq in modes]:
         protocol, make_split, epochs = splits[ds]
         split = make_split()
-        raw = score(*raw_pixels(split.val), args.bootstrap)
-        out["datasets"][ds] = {"protocol": protocol, "epochs": epochs, "train_images": len(split.train),
-                               "test_images": len(split.val), "raw_pixels": raw}
-        lines.append(f"| {ds} | raw pixels {RAW_SIZE}x{RAW_SIZE} (baseline) | - | {fmt(raw)} | 0 | 1.00 |")
+        tag = "" if eq == "none" else f", equalize={eq}"
+        raw = score(*raw_pixels(split.val, eq), args.bootstrap)
+        entry = {**out["datasets"].get(ds, {}), "protocol": protocol, "train_images": len(split.train),
+                 "test_images": len(split.val)}
+        if modes == ["none"] and not args.append:  # the default run: accuracy.json's layout
+            entry["epochs"] = epochs
+        if eq == "none":
+            entry["raw_pixels"] = raw
+        else:
+            entry.setdefault("raw_pixels_equalized", {})[eq] = raw
+        out["datasets"][ds] = entry
+        lines.append(f"| {ds} | raw pixels {RAW_SIZE}x{RAW_SIZE}{tag} (baseline) | - | {fmt(raw)} | 0 | 1.00 |")
         print(lines[-1], flush=True)
         save()
-        runs = [(loss, config(loss, epochs), None) for loss in args.losses.split(",") if loss]
-        if ds == "orl" and args.transfer:
+        runs = [(loss, config(loss, epochs, equalize=eq), None) for loss in args.losses.split(",") if loss]
+        if ds == "orl" and args.transfer and eq == "none":
             runs.append(("transfer", None, None))
         for loss, cfg, _ in runs:
             start = time.perf_counter()
@@ -172,11 +204,12 @@ def main() -> None:
                 label = f"{args.transfer_loss}, Yale B pretrain -> ORL fine-tune"
             else:
                 model, detail = train(None, cfg, split=Split(split.train, [])).model, {"epochs": epochs}
-                label = loss
+                label = loss + tag
             train_s = time.perf_counter() - start
             r = score(*model_embeddings(model, split.val), args.bootstrap)
-            row = {"dataset": ds, "loss": label, "backbone": f"{BACKBONE} {OPTIONS}", "train_s": round(train_s, 1),
-                   **detail, **r, "eer_minus_raw": r["eer"] - raw["eer"], "eer_ratio_to_raw": r["eer"] / raw["eer"]}
+            row = {"dataset": ds, "loss": label, "equalize": eq if loss != "transfer" else "none",
+                   "backbone": f"{BACKBONE} {OPTIONS}", "train_s": round(train_s, 1),
+                   **detail, **r, "raw_pixels_eer": raw["eer"], "eer_minus_raw": r["eer"] - raw["eer"], "eer_ratio_to_raw": r["eer"] / raw["eer"]}
             out["rows"].append(row)
             save()
             lines.append(f"| {ds} | {label} | resnet18 narrow | {fmt(r)} | {train_s:.0f} | "

@@ -12,12 +12,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+EQUALIZE_MODES = ("none", "histogram")   # InputSpec.equalize: photometric normalisation before the network
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """How an image becomes a model input; saved inside every model's ``config.json``.
 
     ``size`` is (height, width). Images are resized to exactly that size (no crop), so the
     whole face/object the user gave is seen, and then normalised with ``mean``/``std``.
+
+    ``equalize`` is a photometric normalisation applied to every image after grey conversion and
+    resizing, before any augmentation and before ``mean``/``std``: ``"none"`` (the default) or
+    ``"histogram"`` (global histogram equalisation of the uint8 image, per channel for RGB
+    models, as ``torchvision.transforms.v2.functional.equalize`` does). It is part of the model, so
+    training and inference (enroll, verify, search, benchmark) always apply the same one.
+    ``"none"`` is left out of :meth:`to_dict`, so models without it keep the config.json bytes
+    (and fingerprints) of older verikit.
     """
 
     channels: int = 3
@@ -25,6 +36,7 @@ class InputSpec:
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
     std: tuple[float, ...] = (0.5, 0.5, 0.5)
     interpolation: str = "bilinear"
+    equalize: str = "none"
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -46,15 +58,21 @@ class InputSpec:
         object.__setattr__(self, "std", std)
         if self.interpolation not in ("bilinear", "bicubic", "nearest"):
             raise ValueError(f"InputSpec.interpolation must be bilinear, bicubic or nearest, got {self.interpolation!r}")
+        if self.equalize not in EQUALIZE_MODES:
+            raise ValueError(f"InputSpec.equalize must be one of {', '.join(EQUALIZE_MODES)}, got {self.equalize!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"channels": self.channels, "size": list(self.size), "mean": list(self.mean),
-                "std": list(self.std), "interpolation": self.interpolation}
+        out: dict[str, Any] = {"channels": self.channels, "size": list(self.size), "mean": list(self.mean),
+                               "std": list(self.std), "interpolation": self.interpolation}
+        if self.equalize != "none":  # absent = none: older models' config.json stays byte-identical
+            out["equalize"] = self.equalize
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "InputSpec":
         return cls(channels=int(data["channels"]), size=tuple(data["size"]), mean=tuple(data["mean"]),
-                   std=tuple(data["std"]), interpolation=data.get("interpolation", "bilinear"))
+                   std=tuple(data["std"]), interpolation=data.get("interpolation", "bilinear"),
+                   equalize=data.get("equalize", "none"))
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,10 @@ def train(
     margin: Annotated[Optional[float], typer.Option(help="Loss margin (cosine units; arcface: radians). "
                                                     "Default: the loss's own.", show_default=False)] = None,
     augment: Annotated[Optional[str], _opt(default="light", help="none, light or strong.")] = None,
+    equalize: Annotated[Optional[str], _opt(default="none", help="Photometric normalisation saved in the model and "
+                                            "applied at training and inference, after resize/grey and before "
+                                            "augmentation: none or histogram (global histogram equalisation; per "
+                                            "channel for RGB). Meant for uneven lighting; see docs/training.md.")] = None,
     keep: Annotated[Optional[str], _opt(default="last", help="Model to save: the 'last' epoch, or the 'best' "
                                         "validation EER (only trustworthy with many validation identities).")] = None,
     patience: Annotated[Optional[int], _opt(default="0", min=0, help="Stop after N epochs without a better "
@@ -131,7 +135,7 @@ def train(
 _CONFIG_OPTIONS = ("backbone", "embedding_size", "pooling", "neck", "channels", "epochs", "batch_size", "m_per_class",
                    "optimizer", "lr", "weight_decay", "warmup_epochs", "backbone_lr_scale", "freeze_epochs",
                    "gradual_unfreeze", "freeze_batchnorm", "clip_grad_norm", "amp", "loss", "miner", "distance",
-                   "margin", "augment", "keep", "patience", "val_fraction", "seed", "workers", "device")
+                   "margin", "augment", "equalize", "keep", "patience", "val_fraction", "seed", "workers", "device")
 
 
 def resolve_config(out: Path, config_file: Path | None, resume: bool, given: dict, backbone_options: dict,

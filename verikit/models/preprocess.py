@@ -44,13 +44,40 @@ class SingleThreaded:
             torch.set_num_threads(n)
 
 
-def to_tensor_transform(spec: InputSpec, augment: Sequence[torch.nn.Module] = ()) -> SingleThreaded:
-    """PIL RGB image -> normalised float tensor of shape (channels, height, width)."""
+class Equalize(torch.nn.Module):
+    """Global histogram equalisation of a uint8 image tensor (per channel for RGB), exactly
+    ``torchvision.transforms.v2.functional.equalize``. Deterministic: the same image always gives
+    the same output, so training may cache it."""
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms.v2 import functional as F
+
+        return F.equalize(img)
+
+
+def photometric_steps(spec: InputSpec) -> list[torch.nn.Module]:
+    """The model's photometric normalisation (``spec.equalize``) as transform steps."""
+    if spec.equalize == "histogram":
+        return [Equalize()]
+    if spec.equalize == "none":
+        return []
+    raise ValueError(f"unknown InputSpec.equalize {spec.equalize!r}")
+
+
+def base_steps(spec: InputSpec) -> list[torch.nn.Module]:
+    """PIL RGB image -> uint8 tensor at the model's size: grey conversion, resize, then the
+    photometric normalisation. Training caches exactly this, and inference runs exactly this,
+    before augmentation (training only) and ``mean``/``std`` normalisation."""
     steps: list[torch.nn.Module] = [T.ToImage()]
     if spec.channels == 1:
         steps.append(T.Grayscale(num_output_channels=1))
-    steps += [T.Resize(spec.size, interpolation=INTERPOLATION[spec.interpolation], antialias=True),
-              *augment, T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)]
+    steps.append(T.Resize(spec.size, interpolation=INTERPOLATION[spec.interpolation], antialias=True))
+    return steps + photometric_steps(spec)
+
+
+def to_tensor_transform(spec: InputSpec, augment: Sequence[torch.nn.Module] = ()) -> SingleThreaded:
+    """PIL RGB image -> normalised float tensor of shape (channels, height, width)."""
+    steps = [*base_steps(spec), *augment, T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)]
     return SingleThreaded(T.Compose(steps))
 
 

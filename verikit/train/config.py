@@ -114,6 +114,11 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
             return parse_image_size(value)
         except DataError as exc:
             raise DataError(f"key 'image_size' in {source}: {exc}") from None
+    if key == "equalize":
+        from ..structures import EQUALIZE_MODES
+        if value not in EQUALIZE_MODES:
+            raise DataError(f"key 'equalize' in {source} must be one of {', '.join(EQUALIZE_MODES)}, got {value!r}")
+        return value
     if value is None and default is None:  # optional settings (margin: None = the loss's own)
         return None
     kind = type(default)

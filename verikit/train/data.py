@@ -19,7 +19,7 @@ from torchvision.transforms import v2 as T
 
 from ..errors import DataError, ImageError
 from ..io import FolderScan, load_image
-from ..models.preprocess import INTERPOLATION, SingleThreaded
+from ..models.preprocess import INTERPOLATION, SingleThreaded, base_steps
 from ..structures import InputSpec
 
 
@@ -116,9 +116,9 @@ class LabelledImages(Dataset):
         self.spec = spec
         self.names = sorted({n for n, _ in items})
         index = {n: i for i, n in enumerate(self.names)}
-        self.base = SingleThreaded(T.Compose([
-            T.ToImage(), *([T.Grayscale(1)] if spec.channels == 1 else []),
-            T.Resize(spec.size, interpolation=INTERPOLATION[spec.interpolation], antialias=True)]))
+        # grey, resize and the model's photometric normalisation (InputSpec.equalize): the same
+        # steps inference runs, cached here; augmentation (brightness/contrast jitter included) follows.
+        self.base = SingleThreaded(T.Compose(base_steps(spec)))
         self.finish = SingleThreaded(
             T.Compose([*augment, T.ToDtype(torch.float32, scale=True), T.Normalize(spec.mean, spec.std)]))
         self.paths: list[Path] = []

@@ -64,6 +64,7 @@ class TrainConfig:
     distance: str = "cosine"         # measure spec (verikit.similarity); recorded as the model's similarity
     keep: str = "last"               # "last" epoch, or the "best" validation EER (noisy on few identities)
     augment: str = "light"
+    equalize: str = "none"           # photometric normalisation recorded in the model's InputSpec: none, histogram
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
@@ -79,7 +80,7 @@ class TrainConfig:
     freeze_batchnorm: bool = False   # batch-norm layers use and keep their running statistics
 
     def input_spec(self) -> InputSpec:
-        return InputSpec(channels=self.channels, size=tuple(self.image_size))
+        return InputSpec(channels=self.channels, size=tuple(self.image_size), equalize=self.equalize)
 
 
 @dataclass
