@@ -200,6 +200,8 @@ def test_resume_without_a_checkpoint_is_one_clear_error(eight_people, tmp_path):
 def test_bad_settings_are_refused_before_training(eight_people):
     with pytest.raises(DataError, match="optimizer must be one of adamw, sgd"):
         train(eight_people, tiny(optimizer="adam"))
+    with pytest.raises(DataError, match="augment must be one of none, light, strong, affine, got 'heavy'"):
+        train(eight_people, tiny(augment="heavy"))
 
 
 def test_tensorboard_gets_each_epoch_once_after_a_resume(eight_people, tmp_path):

@@ -90,7 +90,9 @@ def train(
                                             "rbf[:sigma].")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Loss margin (cosine units; arcface: radians). "
                                                     "Default: the loss's own.", show_default=False)] = None,
-    augment: Annotated[Optional[str], _opt(default="light", help="none, light or strong.")] = None,
+    augment: Annotated[Optional[str], _opt(default="light", help="none, light, strong (faces, objects: crops, flips, "
+                                                        "rotation, brightness/contrast) or affine (handwriting: "
+                                                        "small distortions, no flips).")] = None,
     equalize: Annotated[Optional[str], _opt(default="none", help="Photometric normalisation saved in the model and "
                                             "applied at training and inference, after resize/grey and before "
                                             "augmentation: none or histogram (global histogram equalisation; per "

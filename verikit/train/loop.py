@@ -34,7 +34,7 @@ from ..similarity import all_pairs, parse_measure
 from ..structures import InputSpec
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import CONFIG_FILE, config_to_dict, write_config
-from .data import EpochSampler, LabelledImages, Split, augmentation, epoch_seed, identity_split
+from .data import AUGMENTATIONS, EpochSampler, LabelledImages, Split, augmentation, epoch_seed, identity_split
 from .distributed import (World, broadcast_flag, loss_scale, process_group, sync_loss_gradients, unwrap,
                           wrap_loss_and_miner, wrap_model)
 from .run_log import RunLog
@@ -161,7 +161,7 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
 
 def check_config(cfg: TrainConfig) -> None:
     """Refuse settings the loop cannot honour, before any image is loaded."""
-    choices = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd")}
+    choices = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd"), "augment": AUGMENTATIONS}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise DataError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
