@@ -111,10 +111,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--models", nargs="*", default=list(MODELS))
+    ap.add_argument("--write-folders", type=Path, default=None, metavar="DIR",
+                    help="only write the box-ellipse image/mask folders (DIR/train, DIR/test: images/, masks/) "
+                         "for `verikit segment train`, and exit")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = Path(os.environ.get("VERIKIT_DATA") or REPO.parent / "shared" / "data") / "dlib_faces"
     train_items, test_items = load_annotations(data / "training.xml"), load_annotations(data / "testing.xml")
+    if args.write_folders is not None:
+        write_folders(train_items, args.write_folders / "train")
+        write_folders(test_items, args.write_folders / "test")
+        print(f"wrote {args.write_folders}/train and {args.write_folders}/test (images/, masks/)")
+        return
     test_images = [load_image(i.path) for i in test_items]
     truths = [ellipse_mask(im.size, i.boxes) for im, i in zip(test_images, test_items)]
     test_dets = [Detections(i.boxes, np.ones(len(i.boxes)), image_size=im.size) for im, i in zip(test_images, test_items)]

@@ -211,3 +211,24 @@ def test_cli_benchmark_and_enroll_take_the_pipeline_options(tmp_path, tiny_model
     assert r.exit_code == 0, r.output
     assert "calibrated on segmenter lefthalf, grey background, but this gallery's probes go through segmenter " \
            "lefthalf, white background" in " ".join(r.stderr.split())
+
+
+def test_a_changed_weights_file_is_refused_for_a_gallery_made_with_it(tmp_path, tiny_model, plugins):
+    """A segmenter retrained into the same path would silently mix two kinds of templates."""
+    from verikit.pipeline import operations as ops
+
+    weights = tmp_path / "segmenter.safetensors"
+    weights.write_bytes(b"first weights")
+    a = _white(tmp_path, "a.png")
+    settings = PipelineSettings(segmenter="lefthalf", segmenter_options={"weights": str(weights)})
+    with ops.open_gallery_for(tiny_model, tmp_path / "g", create=True, pipeline=settings) as g:
+        ops.enroll(tiny_model, g, {"a": [a]}, pipeline=settings)
+        assert ops.verify(tiny_model, g, a, "a", threshold=0.5).match
+        weights.write_bytes(b"retrained weights")
+        with pytest.raises(GalleryError, match=r"segmenter weights file '.*segmenter.safetensors' has changed"):
+            ops.verify(tiny_model, g, a, "a", threshold=0.5)
+        with pytest.raises(GalleryError, match="has changed"):
+            ops.search(tiny_model, g, [a], pipeline=settings)  # asking for the same settings does not help
+        weights.unlink()
+        with pytest.raises(GalleryError, match="is missing since the gallery was enrolled"):
+            ops.verify(tiny_model, g, a, "a", threshold=0.5)

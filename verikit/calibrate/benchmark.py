@@ -75,7 +75,8 @@ def cache_key(model: Any, pipeline: Any = None) -> str:
         return model.fingerprint
     import hashlib
 
-    return hashlib.sha256(f"{model.fingerprint}|{pipeline.to_meta()}".encode()).hexdigest()
+    # with_digests: retrained detector/segmenter weights at the same path invalidate the cache
+    return hashlib.sha256(f"{model.fingerprint}|{pipeline.with_digests().to_meta()}".encode()).hexdigest()
 
 
 def embed_unique(model: Any, files: Sequence[Path], *, cache_dir: str | os.PathLike | None = None,
@@ -125,7 +126,7 @@ def _header(model: Any, model_path: str | None, name: str | None, pipeline: Any 
             "name": name or (Path(model_path).name if model_path else "run"),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "verikit_version": __version__,
             "model": {"path": model_path, "fingerprint": model.fingerprint},
-            "pipeline": pipeline.to_dict() if pipeline is not None else None}
+            "pipeline": pipeline.with_digests().to_dict() if pipeline is not None else None}
 
 
 def _cohort(model: Any, cohort_files: Sequence[Path] | None, cache_dir, batch_size: int,

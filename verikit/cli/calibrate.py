@@ -103,7 +103,7 @@ def calibrate(
     cal = calibrate_embeddings(net, out.embeddings, [label_of[p] for p in out.paths], target_fmr, cohort=cohort_obj,
                                data={"path": str(data_dir), "identities": len(scan.identities),
                                      "images": len(out.paths),
-                                     "pipeline": pipeline.to_dict() if pipeline is not None else None})
+                                     "pipeline": pipeline.with_digests().to_dict() if pipeline is not None else None})
     cal.save(model)
     supported = min_supported_fmr(cal.n_impostor)
     if target_fmr < supported:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -27,15 +28,15 @@ def _check_calibrated_pipeline(cal, pipeline) -> None:
     """Warn when the threshold was calibrated on images prepared otherwise than this gallery's probes."""
     if cal is None:
         return
-    calibrated = cal.data.get("pipeline")
-    current = pipeline.to_dict() if pipeline is not None else None
-    if calibrated != current:
-        from ..pipeline.settings import PipelineSettings
+    from ..pipeline.settings import PipelineSettings
 
-        def said(d):
-            return "whole images" if d is None else PipelineSettings(**d).describe()
+    raw = cal.data.get("pipeline")
+    calibrated = PipelineSettings.from_meta(json.dumps(raw)) if raw else None
+    if calibrated != pipeline:
+        def said(p):
+            return "whole images" if p is None else p.describe()
         warn(f"the threshold was calibrated on {said(calibrated)}, but this gallery's probes go through "
-             f"{said(current)}: rerun `verikit calibrate` with the same detector/segmenter options")
+             f"{said(pipeline)}: rerun `verikit calibrate` with the same detector/segmenter options")
 
 ExitCodeOpt = Annotated[bool, typer.Option("--exit-code", help="Exit with status 3 when the answer is no match / unknown.")]
 

@@ -92,6 +92,7 @@ class FaceCropper:
                  segmenter: Any = None) -> None:
         self.settings = settings
         self.policy = policy or FacePolicy()
+        settings.check_weights()
         self.detector = detector if detector is not None else settings.build_detector()
         self.segmenter = segmenter if segmenter is not None else settings.build_segmenter()
         self._saved: dict[str, int] = {}

@@ -53,7 +53,8 @@ def open_gallery_for(model: Embedder, path: str | Path, *, create: bool = False,
     """
     if create and not (Path(path) / "gallery.sqlite").exists():
         from .settings import GALLERY_META_KEY
-        extra = {GALLERY_META_KEY: pipeline.to_meta()} if pipeline is not None else None
+        # The digests of the pipeline's weights files, so a later change of those files is refused.
+        extra = {GALLERY_META_KEY: pipeline.with_digests().to_meta()} if pipeline is not None else None
         # The gallery scores with the measure the model was trained with (verikit.similarity).
         return Gallery.create(path, dim=model.embedding_size, fingerprint=model.fingerprint, index=index,
                               model_path=model_path, extra_meta=extra, similarity=model.config.similarity)

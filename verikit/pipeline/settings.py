@@ -17,9 +17,10 @@ This module owns:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -42,6 +43,18 @@ def _json_options(options: Mapping[str, Any] | None, what: str) -> dict[str, Any
         raise DataError(f"{what} options must be JSON-serialisable: {exc}") from exc
 
 
+def weights_digest(options: Mapping[str, Any]) -> str | None:
+    """SHA-256 (16 hex digits) of the local file an options dict loads as ``weights``, if any."""
+    path = options.get("weights")
+    if not isinstance(path, str) or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
 def _describe(spec: str, options: Mapping[str, Any]) -> str:
     opts = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(options.items()))
     return spec + (f" ({opts})" if opts else "")
@@ -58,6 +71,11 @@ class PipelineSettings:
     segmenter: str | None = None
     segmenter_options: Mapping[str, Any] = field(default_factory=dict)
     background: str = DEFAULT_BACKGROUND
+    # Digests of local weights files (see with_digests): recorded in a gallery so that a detector or
+    # segmenter retrained into the same path is caught. Not part of equality: the settings asked
+    # for are the same settings whether or not their files have been hashed yet.
+    detector_weights: str | None = field(default=None, compare=False)
+    segmenter_weights: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         from ..registry import parse_spec
@@ -85,7 +103,8 @@ class PipelineSettings:
     def to_dict(self) -> dict[str, Any]:
         return {"detector": self.detector, "options": dict(self.options), "crop_margin": self.crop_margin,
                 "align": self.align, "segmenter": self.segmenter,
-                "segmenter_options": dict(self.segmenter_options), "background": self.background}
+                "segmenter_options": dict(self.segmenter_options), "background": self.background,
+                "detector_weights": self.detector_weights, "segmenter_weights": self.segmenter_weights}
 
     def to_meta(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -98,7 +117,8 @@ class PipelineSettings:
             data = json.loads(raw)
             return cls(data.get("detector"), data.get("options") or {}, data.get("crop_margin", DEFAULT_CROP_MARGIN),
                        data.get("align", True), data.get("segmenter"), data.get("segmenter_options") or {},
-                       data.get("background", DEFAULT_BACKGROUND))
+                       data.get("background", DEFAULT_BACKGROUND), data.get("detector_weights"),
+                       data.get("segmenter_weights"))
         except (ValueError, KeyError, TypeError, AttributeError, DataError) as exc:
             raise GalleryError(f"gallery's recorded pipeline settings are malformed: {raw!r}") from exc
 
@@ -110,6 +130,23 @@ class PipelineSettings:
             parts.append(f"segmenter {_describe(self.segmenter, self.segmenter_options)}, "
                          f"{self.background} background")
         return "; ".join(parts)
+
+    def with_digests(self) -> "PipelineSettings":
+        """These settings with the digests of their local weights files as they are now."""
+        return replace(self, detector_weights=weights_digest(self.options),
+                       segmenter_weights=weights_digest(self.segmenter_options))
+
+    def check_weights(self) -> None:
+        """Refuse weights files that changed since these settings recorded their digests."""
+        now = self.with_digests()
+        for what, recorded, current, options in (
+                ("detector", self.detector_weights, now.detector_weights, self.options),
+                ("segmenter", self.segmenter_weights, now.segmenter_weights, self.segmenter_options)):
+            if recorded is not None and current != recorded:
+                state = "is missing" if current is None else f"has changed (sha256 {current}, recorded {recorded})"
+                raise GalleryError(f"the {what} weights file '{options.get('weights')}' {state} since the gallery "
+                                   "was enrolled: its templates were made with other weights; restore the file or "
+                                   "enroll into a new gallery")
 
     def build_detector(self) -> Any:
         from ..registry import detectors
