@@ -34,6 +34,8 @@ _LAZY = {
     "search": "verikit.pipeline.operations",
     "open_gallery": "verikit.pipeline.operations",
     "EnrollReport": "verikit.pipeline.operations",
+    "PipelineSettings": "verikit.pipeline.settings",
+    "FacePolicy": "verikit.pipeline.settings",
     "Calibration": "verikit.calibrate.threshold",
     "calibrate_embeddings": "verikit.pipeline.calibration",
     "TrainConfig": "verikit.train.loop",
