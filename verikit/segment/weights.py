@@ -15,6 +15,7 @@ import torch
 
 from ..atomic import write_atomic
 from ..errors import PluginError
+from ..models.state_dicts import load_state_dict_file
 from . import SIDECAR_FILE
 
 FORMAT = "verikit-segmenter/1"
@@ -24,50 +25,11 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a torch file (``weights_only=True``); PluginError otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise PluginError(f"segmenter weights file '{path}' does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's one-line error
-        raise PluginError(f"cannot read segmenter weights '{path}': {_one_line(exc)}") from exc
-    for key in ("state_dict", "model"):  # common checkpoint wrappers
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PluginError(f"segmenter weights '{path}' are not a state dict of tensors")
-    return state
-
-
 def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True,
                  ignore_prefixes: tuple[str, ...] = ()) -> list[str]:
-    """Load ``path`` into ``model``. Strict: every key and shape must fit (PluginError naming what
-    does not). Not strict: keys of another shape or absent are left as they are; returns those keys.
-    Keys starting with one of ``ignore_prefixes`` (a head the model does not use) are dropped first."""
-    state = {k: v for k, v in read_state_dict(path).items() if not k.startswith(ignore_prefixes)}
-    own = model.state_dict()
-    if strict:
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            detail = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                               for what, keys in (("missing", missing), ("unexpected", unexpected),
-                                                  ("other shape", wrong)) if keys)
-            raise PluginError(f"segmenter weights '{path}' do not fit this network ({detail}); "
-                              "check the architecture, encoder and num_classes")
-        model.load_state_dict(state)
-        return []
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(fitting, strict=False)
-    return sorted(set(own) - set(fitting))
+    """Load ``path`` into ``model`` (see :func:`verikit.models.state_dicts.load_state_dict_file`)."""
+    return load_state_dict_file(model, path, what="segmenter", hint="check the architecture, encoder and num_classes",
+                                strict=strict, ignore_prefixes=ignore_prefixes)
 
 
 def state_dict_bytes(state: dict[str, torch.Tensor]) -> bytes:

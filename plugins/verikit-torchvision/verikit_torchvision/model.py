@@ -19,53 +19,15 @@ def build_model(arch: str, num_classes: int, *, pretrained: bool = False) -> tor
     return builder(weights=None, weights_backbone=None, num_classes=num_classes)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a torch file (``weights_only=True``, never pickle code)."""
-    from verikit.errors import PluginError
-
-    path = Path(path)
-    if not path.is_file():
-        raise PluginError(f"torchvision weights file '{path}' does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's one-line error
-        raise PluginError(f"cannot read torchvision weights '{path}': {' '.join(str(exc).split())[:300]}") from exc
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]  # torchvision's reference scripts save {"model": ..., "optimizer": ...}
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise PluginError(f"torchvision weights '{path}' are not a state dict of tensors")
-    return state
-
-
 def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True) -> list[str]:
     """Load a state dict; with ``strict=False`` keys of another shape (a new class count) are skipped.
 
     Returns the skipped keys.
     """
-    from verikit.errors import PluginError
+    from verikit.models.state_dicts import load_state_dict_file
 
-    state = read_state_dict(path)
-    own = model.state_dict()
-    if strict:
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or wrong:
-            detail = "; ".join(f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                               for what, keys in (("missing", missing), ("unexpected", unexpected),
-                                                  ("other shape", wrong)) if keys)
-            raise PluginError(f"torchvision weights '{path}' do not fit this model ({detail}); "
-                              "check the architecture and num_classes")
-        model.load_state_dict(state)
-        return []
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(fitting, strict=False)
-    return sorted(set(own) - set(fitting))
+    return load_state_dict_file(model, path, what="torchvision", hint="check the architecture and num_classes",
+                                strict=strict)
 
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> None:
