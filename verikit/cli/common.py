@@ -79,6 +79,43 @@ def progress_bar(description: str, total: int | None, quiet: bool = False) -> It
         yield lambda n=1: bar.advance(task, n)
 
 
+def images_with_progress(paths: list[Path], description: str, quiet: bool, failures: list[str]) -> Iterator[Any]:
+    """``(path, RGB image)`` for each readable file, with a progress bar; unreadable ones are
+    appended to ``failures`` (their one-line reasons) and skipped."""
+    from ..errors import ImageError
+    from ..io import load_image
+
+    with progress_bar(description, len(paths), quiet) as advance:
+        for path in paths:
+            try:
+                image = load_image(path)
+            except ImageError as exc:
+                failures.append(str(exc))
+            else:
+                yield path, image
+            advance(1)
+
+
+def report_skipped(paths: list[Path], failures: list[str]) -> None:
+    """A single unreadable input is the command's error; in a batch each is a warning (exit 4 later)."""
+    from ..errors import ImageError
+
+    if len(paths) == 1 and failures:
+        raise ImageError(failures[0])
+    for reason in failures:
+        warn(f"skipped {reason}")
+
+
+def output_name(folder: Path, path: Path, used: set[str], suffix: str = ".png") -> Path:
+    """``folder/<stem>_<ext><suffix>``, numbered when two inputs share a name in one run."""
+    stem = f"{path.stem or path.name}{path.suffix.replace('.', '_')}"
+    name, n = f"{stem}{suffix}", 1
+    while name in used:
+        name, n = f"{stem}-{n}{suffix}", n + 1
+    used.add(name)
+    return folder / name
+
+
 def load_model(model_dir: Path | None, device: str = "auto", gallery_dir: Path | None = None):
     """Load the model a command needs: the one given, or the one recorded in the gallery."""
     from ..errors import ModelError

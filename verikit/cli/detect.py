@@ -13,7 +13,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import EXIT_PARTIAL, FormatOpt, OutputFormat, QuietOpt, emit, progress_bar, warn
+from .common import (EXIT_PARTIAL, FormatOpt, OutputFormat, QuietOpt, emit, images_with_progress, output_name,
+                     progress_bar, report_skipped, warn)
 
 DEFAULT_DETECTOR = "haar"
 PIPELINE_PANEL = "Detection and segmentation"
@@ -62,15 +63,6 @@ def parse_detector_options(items: list[str] | None, param_hint: str = "--detecto
     return out
 
 
-def _unique_name(folder: Path, path: Path, used: set[str]) -> Path:
-    stem = f"{path.stem or path.name}{path.suffix.replace('.', '_')}"
-    name, n = f"{stem}.png", 1
-    while name in used:
-        name, n = f"{stem}-{n}.png", n + 1
-    used.add(name)
-    return folder / name
-
-
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
     detector: Annotated[str, typer.Option("--detector", "-d", help="Detector spec (`verikit plugins` lists them).")] = DEFAULT_DETECTOR,
@@ -86,36 +78,23 @@ def detect(
 
     Example: verikit detect group.jpg --detector haar:frontalface_alt2 --out annotated/
     """
-    from ..errors import ImageError
-    from ..io import load_image
     from ..registry import detectors
 
     det = detectors.create(detector, **parse_detector_options(detector_option))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     results, failures, used = [], [], set()
-    with progress_bar(f"detecting in {len(images)} image(s)", len(images), quiet) as advance:
-        for path in images:
-            try:
-                image = load_image(path)
-            except ImageError as exc:
-                failures.append(str(exc))
-                advance(1)
-                continue
-            dets = det.detect([image])[0]
-            row = {"image": str(path), **dets.to_dict()}
-            if out is not None:
-                from ..detect.draw import annotate
+    for path, image in images_with_progress(images, f"detecting in {len(images)} image(s)", quiet, failures):
+        dets = det.detect([image])[0]
+        row = {"image": str(path), **dets.to_dict()}
+        if out is not None:
+            from ..detect.draw import annotate
 
-                target = _unique_name(out, path, used)
-                annotate(image, dets).save(target)
-                row["annotated"] = str(target)
-            results.append(row)
-            advance(1)
-    if len(images) == 1 and failures:
-        raise ImageError(failures[0])
-    for reason in failures:
-        warn(f"skipped {reason}")
+            target = output_name(out, path, used)
+            annotate(image, dets).save(target)
+            row["annotated"] = str(target)
+        results.append(row)
+    report_skipped(images, failures)
     if fmt is OutputFormat.json:
         emit(results, fmt)
     else:

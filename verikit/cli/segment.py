@@ -15,15 +15,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import EXIT_PARTIAL, FormatOpt, OutputFormat, QuietOpt, emit, progress_bar, warn
+from .common import (EXIT_PARTIAL, FormatOpt, OutputFormat, QuietOpt, emit, images_with_progress, output_name,
+                     progress_bar, report_skipped)
 from .detect import DetectorOptionOpt, parse_detector_options
 from .pipeline_options import SegmenterOptionOpt
 
 app = typer.Typer(help="Segmenters: train one on image/mask folders, run one on images.", no_args_is_help=True)
-
-
-def _options(items: list[str] | None, flag: str) -> dict[str, Any]:
-    return parse_detector_options(items, param_hint=flag)
 
 
 def _usage_line(spec: str, out: Path) -> str:
@@ -80,7 +77,7 @@ def train(
     if not callable(trainer):
         raise PluginError(f"segmenter {name!r} cannot be trained by verikit segment train "
                           "(its plugin has no train function; smp and torchvision segmenters can)")
-    options = _options(segmenter_option, "--segmenter-option")
+    options = parse_detector_options(segmenter_option, param_hint="--segmenter-option")
     pairs = find_mask_pairs(images, masks)
     n_train = len(split_pairs(pairs, val_fraction, seed)[0])
     from ..segment.training import steps_per_epoch  # torch: only once the data is known to be there
@@ -101,15 +98,6 @@ def train(
     emit(data, fmt, f"trained {segmenter} on {summary.get('images')} image(s), {epochs} epoch(s), loss "
                     f"{losses[0]} -> {losses[-1]}; best epoch {summary.get('best_epoch')} ({scored})"
                     f"\nuse it with: {usage}")
-
-
-def _mask_name(folder: Path, path: Path, used: set[str], kind: str) -> Path:
-    stem = f"{path.stem or path.name}{path.suffix.replace('.', '_')}"
-    name, n = f"{stem}.{kind}.png", 1
-    while name in used:
-        name, n = f"{stem}-{n}.{kind}.png", n + 1
-    used.add(name)
-    return folder / name
 
 
 @app.command("run")
@@ -141,8 +129,6 @@ def run(
     import numpy as np
     from PIL import Image
 
-    from ..errors import ImageError
-    from ..io import load_image
     from ..pipeline.segmentation import run_segmenter, suppress_background, whole_image
     from ..pipeline.settings import BACKGROUNDS
     from ..registry import detectors, segmenters
@@ -150,38 +136,27 @@ def run(
     if background not in BACKGROUNDS:
         raise typer.BadParameter(f"expected one of {', '.join(BACKGROUNDS)}, got {background!r}",
                                  param_hint="--background")
-    seg = segmenters.create(segmenter, **_options(segmenter_option, "--segmenter-option"))
-    det = detectors.create(detector, **_options(detector_option, "--detector-option")) if detector else None
+    seg = segmenters.create(segmenter, **parse_detector_options(segmenter_option, param_hint="--segmenter-option"))
+    det = detectors.create(detector, **parse_detector_options(detector_option)) if detector else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     results, failures, used = [], [], set()
-    with progress_bar(f"segmenting {len(images)} image(s)", len(images), quiet) as advance:
-        for path in images:
-            try:
-                image = load_image(path)
-            except ImageError as exc:
-                failures.append(str(exc))
-                advance(1)
-                continue
-            dets = det.detect([image])[0] if det is not None else whole_image(image)
-            masks = run_segmenter(seg, segmenter, [image], [dets])[0].masks
-            union = masks.max(axis=0) if len(masks) else np.zeros((image.size[1], image.size[0]), np.float32)
-            row: dict[str, Any] = {
-                "image": str(path), "boxes": [[round(float(v), 2) for v in b] for b in dets.boxes],
-                "foreground_fraction": round(float((union >= 0.5).mean()), 6),
-                "box_foreground_fractions": [_inside_fraction(m, b) for m, b in zip(masks, dets.boxes)]}
-            if out is not None:
-                target = _mask_name(out, path, used, "mask")
-                Image.fromarray(np.rint(union * 255).astype(np.uint8), "L").save(target)
-                masked = target.with_name(target.name[:-len(".mask.png")] + ".masked.png")
-                suppress_background(image, union, background).save(masked)
-                row.update(mask=str(target), masked=str(masked))
-            results.append(row)
-            advance(1)
-    if len(images) == 1 and failures:
-        raise ImageError(failures[0])
-    for reason in failures:
-        warn(f"skipped {reason}")
+    for path, image in images_with_progress(images, f"segmenting {len(images)} image(s)", quiet, failures):
+        dets = det.detect([image])[0] if det is not None else whole_image(image)
+        masks = run_segmenter(seg, segmenter, [image], [dets])[0].masks
+        union = masks.max(axis=0) if len(masks) else np.zeros((image.size[1], image.size[0]), np.float32)
+        row: dict[str, Any] = {
+            "image": str(path), "boxes": [[round(float(v), 2) for v in b] for b in dets.boxes],
+            "foreground_fraction": round(float((union >= 0.5).mean()), 6),
+            "box_foreground_fractions": [_inside_fraction(m, b) for m, b in zip(masks, dets.boxes)]}
+        if out is not None:
+            target = output_name(out, path, used, ".mask.png")
+            Image.fromarray(np.rint(union * 255).astype(np.uint8), "L").save(target)
+            masked = target.with_name(target.name[:-len(".mask.png")] + ".masked.png")
+            suppress_background(image, union, background).save(masked)
+            row.update(mask=str(target), masked=str(masked))
+        results.append(row)
+    report_skipped(images, failures)
     if fmt is OutputFormat.json:
         emit(results, fmt)
     else:
