@@ -97,6 +97,10 @@ def train(
                                             "applied at training and inference, after resize/grey and before "
                                             "augmentation: none or histogram (global histogram equalisation; per "
                                             "channel for RGB). Meant for uneven lighting; see docs/training.md.")] = None,
+    tta: Annotated[Optional[str], _opt(default="auto", help="Test-time augmentation saved in the model: hflip "
+                                       "embeds each image with its mirror image and averages (about 2x the "
+                                       "inference cost), none, or auto (hflip when --augment flips images: light, "
+                                       "strong).")] = None,
     keep: Annotated[Optional[str], _opt(default="last", help="Model to save: the 'last' epoch, or the 'best' "
                                         "validation EER (only trustworthy with many validation identities).")] = None,
     patience: Annotated[Optional[int], _opt(default="0", min=0, help="Stop after N epochs without a better "
@@ -137,7 +141,7 @@ def train(
 _CONFIG_OPTIONS = ("backbone", "embedding_size", "pooling", "neck", "channels", "epochs", "batch_size", "m_per_class",
                    "optimizer", "lr", "weight_decay", "warmup_epochs", "backbone_lr_scale", "freeze_epochs",
                    "gradual_unfreeze", "freeze_batchnorm", "clip_grad_norm", "amp", "loss", "miner", "distance",
-                   "margin", "augment", "equalize", "keep", "patience", "val_fraction", "seed", "workers", "device")
+                   "margin", "augment", "equalize", "tta", "keep", "patience", "val_fraction", "seed", "workers", "device")
 
 
 def resolve_config(out: Path, config_file: Path | None, resume: bool, given: dict, backbone_options: dict,

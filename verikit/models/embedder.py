@@ -3,6 +3,11 @@
 A saved model is a directory holding ``config.json`` (backbone spec and options, head, embedding
 size, InputSpec, similarity, training summary) and ``model.safetensors``. Its fingerprint is the
 SHA-256 of both files' bytes; galleries and calibration files record it and refuse other models.
+
+Test-time augmentation (``tta``) is part of the model, not of a call: an ``hflip`` model embeds
+every image as the normalised sum of its own and its mirror image's embeddings whenever it is in
+eval mode, so enrollment, probes, calibration and benchmarks can never mix the two kinds of
+templates, and the fingerprint changes with it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..atomic import write_atomic
 from ..errors import ModelError
@@ -23,6 +29,7 @@ from ..structures import InputSpec
 from .heads import EmbeddingHead
 
 FORMAT_VERSION = 1
+TTA_MODES = ("none", "hflip")   # ModelConfig.tta: test-time augmentation applied in eval mode
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -39,6 +46,11 @@ class ModelConfig:
     similarity: str = "cosine"
     training: dict[str, Any] = field(default_factory=dict)
     neck: str = "linear"             # "linear" or "conv1x1" (verikit.models.heads); absent = linear in old files
+    tta: str = "none"                # "none" or "hflip" (mirror-averaged embeddings); absent = none in old files
+
+    def __post_init__(self) -> None:
+        if self.tta not in TTA_MODES:
+            raise ModelError(f"tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
 
     def to_json_bytes(self) -> bytes:
         data = {"format_version": FORMAT_VERSION, "backbone": self.backbone,
@@ -47,6 +59,8 @@ class ModelConfig:
                 "similarity": self.similarity, "training": self.training}
         if self.neck != "linear":  # files of linear-neck models stay byte-identical to older verikit's
             data["neck"] = self.neck
+        if self.tta != "none":
+            data["tta"] = self.tta
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -60,7 +74,7 @@ class ModelConfig:
                        embedding_size=int(data["embedding_size"]), pooling=data.get("pooling", "avg"),
                        input_spec=InputSpec.from_dict(data["input_spec"]),
                        similarity=data.get("similarity", "cosine"), training=dict(data.get("training", {})),
-                       neck=data.get("neck", "linear"))
+                       neck=data.get("neck", "linear"), tta=data.get("tta", "none"))
         except ModelError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
@@ -95,7 +109,7 @@ class Embedder(nn.Module):
     @classmethod
     def build(cls, backbone: str = "timm:resnet18", *, embedding_size: int = 128, pooling: str = "avg",
               input_spec: InputSpec | None = None, backbone_options: dict[str, Any] | None = None,
-              similarity: str = "cosine", neck: str = "linear") -> "Embedder":
+              similarity: str = "cosine", neck: str = "linear", tta: str = "none") -> "Embedder":
         spec = input_spec or InputSpec()
         options = dict(backbone_options or {})
         net = backbones.create(backbone, in_chans=spec.channels, **options)
@@ -103,7 +117,7 @@ class Embedder(nn.Module):
         options.pop("weights", None)
         options.pop("pretrained", None)
         cfg = ModelConfig(backbone=backbone, backbone_options=options, embedding_size=embedding_size,
-                          pooling=pooling, input_spec=spec, similarity=similarity, neck=neck)
+                          pooling=pooling, input_spec=spec, similarity=similarity, neck=neck, tta=tta)
         return cls(cfg, net)
 
     @property
@@ -115,6 +129,12 @@ class Embedder(nn.Module):
         return self.config.embedding_size
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.config.tta == "hflip" and not self.training:
+            # One batch of images and mirrors (eval-mode batch norm: each row is independent);
+            # training sees single views, the augmentation already mirrors them at random.
+            n = images.shape[0]
+            both = self.head(self.backbone(torch.cat([images, images.flip(-1)])))
+            return F.normalize(both[:n] + both[n:], dim=1)
         return self.head(self.backbone(images))
 
     # -- persistence ---------------------------------------------------------------------------

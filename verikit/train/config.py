@@ -114,10 +114,12 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
             return parse_image_size(value)
         except DataError as exc:
             raise DataError(f"key 'image_size' in {source}: {exc}") from None
-    if key == "equalize":
+    if key in ("equalize", "tta"):  # the model's own settings: checked here, before any image loads
+        from ..models.embedder import TTA_MODES
         from ..structures import EQUALIZE_MODES
-        if value not in EQUALIZE_MODES:
-            raise DataError(f"key 'equalize' in {source} must be one of {', '.join(EQUALIZE_MODES)}, got {value!r}")
+        allowed = EQUALIZE_MODES if key == "equalize" else ("auto", *TTA_MODES)
+        if value not in allowed:
+            raise DataError(f"key '{key}' in {source} must be one of {', '.join(allowed)}, got {value!r}")
         return value
     if value is None and default is None:  # optional settings (margin: None = the loss's own)
         return None

@@ -53,6 +53,7 @@ def identity_split(scan: FolderScan, val_fraction: float, seed: int, min_val_ide
 
 
 AUGMENTATIONS = ("none", "light", "strong", "affine")
+MIRRORING_AUGMENTATIONS = ("light", "strong")   # these flip images at random (see augmentation())
 
 
 class RandomAffineBorder(torch.nn.Module):

@@ -28,13 +28,13 @@ from ..calibrate.metrics import eer as equal_error_rate
 from ..calibrate.metrics import tar_at_far
 from ..errors import DataError
 from ..io import scan_identity_folders
-from ..models.embedder import Embedder
+from ..models.embedder import TTA_MODES, Embedder
 from ..models.inference import embed_files
 from ..similarity import all_pairs, parse_measure
 from ..structures import InputSpec
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import CONFIG_FILE, config_to_dict, write_config
-from .data import AUGMENTATIONS, EpochSampler, LabelledImages, Split, augmentation, epoch_seed, identity_split
+from .data import AUGMENTATIONS, MIRRORING_AUGMENTATIONS, EpochSampler, LabelledImages, Split, augmentation, epoch_seed, identity_split
 from .distributed import (World, broadcast_flag, loss_scale, process_group, sync_loss_gradients, unwrap,
                           wrap_loss_and_miner, wrap_model)
 from .run_log import RunLog
@@ -65,6 +65,8 @@ class TrainConfig:
     keep: str = "last"               # "last" epoch, or the "best" validation EER (noisy on few identities)
     augment: str = "light"
     equalize: str = "none"           # photometric normalisation recorded in the model's InputSpec: none, histogram
+    tta: str = "auto"                # test-time augmentation recorded in the model: none, hflip, or auto (hflip
+                                     # when the augmentation mirrors images, i.e. light/strong; else none)
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
@@ -81,6 +83,12 @@ class TrainConfig:
 
     def input_spec(self) -> InputSpec:
         return InputSpec(channels=self.channels, size=tuple(self.image_size), equalize=self.equalize)
+
+    def model_tta(self) -> str:
+        """The model's test-time augmentation: mirrors only for a network trained on mirrored images."""
+        if self.tta != "auto":
+            return self.tta
+        return "hflip" if self.augment in MIRRORING_AUGMENTATIONS else "none"
 
 
 @dataclass
@@ -161,7 +169,8 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
 
 def check_config(cfg: TrainConfig) -> None:
     """Refuse settings the loop cannot honour, before any image is loaded."""
-    choices = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd"), "augment": AUGMENTATIONS}
+    choices = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd"), "augment": AUGMENTATIONS,
+               "tta": ("auto", *TTA_MODES)}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise DataError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
@@ -338,7 +347,7 @@ def _train(data_dir, cfg: TrainConfig, world: World, device: torch.device, on_st
         split = identity_split(scan_identity_folders(data_dir, min_images=2), cfg.val_fraction, cfg.seed)
     spec = cfg.input_spec()
     model = Embedder.build(cfg.backbone, embedding_size=cfg.embedding_size, pooling=cfg.pooling, neck=cfg.neck,
-                           input_spec=spec, backbone_options=cfg.backbone_options,
+                           input_spec=spec, backbone_options=cfg.backbone_options, tta=cfg.model_tta(),
                            # recorded in config.json: the gallery scores with the measure trained on
                            similarity=parse_measure(cfg.distance).spec).to(device)
     dataset = LabelledImages(split.train, spec, augmentation(spec, cfg.augment), on_loaded=on_loaded)
