@@ -16,6 +16,12 @@ random weights (no pretrained weights offline), grey 64x64, 128-d, batch 32 (m=4
 (``--orl-epochs``, ``--yale-epochs``). Losses: contrastive (all pairs in the batch), triplet +
 batch-hard, multi-similarity (+ its miner), normalized softmax, ArcFace.
 
+Every model is saved with test-time mirroring (``tta: hflip``, ``verikit train --tta``'s ``auto``
+for strong augmentation), so its embeddings average each photo with its mirror image; each row
+also records the same weights scored single-view (``single_view``), to show what mirroring adds,
+and with templates read from the pooled backbone features under the neck (``embed_from_pooled``,
+``verikit train --embed-from pooled``; mirrored too).
+
 Scoring is what ``verikit benchmark`` does: cosine of L2-normalised embeddings, EER and TAR at
 FAR 1e-2 / 1e-3 from :func:`verikit.calibrate.evaluation.evaluate_verification` with its
 subject-bootstrap 95% interval (1,000 replicates over test people). The baseline, scored the
@@ -39,6 +45,8 @@ gradual unfreezing, tested on s31-s40 like the other rows.
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
 import os
 import tempfile
@@ -52,6 +60,7 @@ from safetensors.torch import save_file
 
 from verikit.calibrate.evaluation import evaluate_verification, pair_scores
 from verikit.io import scan_identity_folders
+from verikit.models.embedder import Embedder
 from verikit.models.inference import embed_files
 from verikit.train.data import Split
 from verikit.train.loop import TrainConfig, train
@@ -126,6 +135,13 @@ def equalize_grey(grey: Image.Image) -> Image.Image:
     return Image.fromarray(t[0].numpy())
 
 
+def variant(model: Embedder, **changes) -> Embedder:
+    """The same weights read another way at inference (``tta``, ``embed_from``)."""
+    twin = Embedder(dataclasses.replace(model.config, **changes), copy.deepcopy(model.backbone))
+    twin.load_state_dict(model.state_dict())
+    return twin.eval()
+
+
 def model_embeddings(model, items) -> tuple[np.ndarray, list[str]]:
     out = embed_files(model, [p for _, p in items], batch_size=128, num_workers=0)
     label_of = {p: n for n, p in items}
@@ -160,7 +176,7 @@ def main() -> None:
                        "all pairs of the last 10 (yaleB30-yaleB39)", yale_split, args.yale_epochs)}
     out = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "threads": args.threads,
            "backbone": BACKBONE, "backbone_options": OPTIONS, "pretrained": False,
-           "recipe": "grey 64x64, 128-d, batch 32 (m=4), AdamW 2e-3, warm-up 1 + cosine, strong augmentation, seed 0",
+           "recipe": "grey 64x64, 128-d, batch 32 (m=4), AdamW 2e-3, warm-up 1 + cosine, strong augmentation, seed 0, tta hflip",
            "baseline": f"raw pixels: grey, box-downsampled to {RAW_SIZE}x{RAW_SIZE}, flattened, L2-normalised; cosine",
            "scoring": "all pairs, cosine; EER / TAR@FAR from verikit.calibrate.evaluation.evaluate_verification, "
                       f"subject bootstrap {args.bootstrap} replicates, 95% percentile interval",
@@ -170,8 +186,8 @@ def main() -> None:
         old = json.loads(args.out.read_text())
         out["rows"], out["datasets"] = old.get("rows", []), old.get("datasets", {})
         out["earlier_runs"] = [*old.get("earlier_runs", []), {k: old[k] for k in ("created", "threads") if k in old}]
-    lines = ["| dataset | loss | backbone | EER [95% CI] | TAR@1e-2 | TAR@1e-3 | train s | EER vs raw pixels |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | loss | backbone | EER [95% CI] | TAR@1e-2 | TAR@1e-3 | train s | EER vs raw pixels | "
+             "EER single view | EER pooled |", "|---|---|---|---|---|---|---|---|---|---|"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
@@ -191,7 +207,7 @@ def main() -> None:
         else:
             entry.setdefault("raw_pixels_equalized", {})[eq] = raw
         out["datasets"][ds] = entry
-        lines.append(f"| {ds} | raw pixels {RAW_SIZE}x{RAW_SIZE}{tag} (baseline) | - | {fmt(raw)} | 0 | 1.00 |")
+        lines.append(f"| {ds} | raw pixels {RAW_SIZE}x{RAW_SIZE}{tag} (baseline) | - | {fmt(raw)} | 0 | 1.00 | - | - |")
         print(lines[-1], flush=True)
         save()
         runs = [(loss, config(loss, epochs, equalize=eq), None) for loss in args.losses.split(",") if loss]
@@ -207,13 +223,17 @@ def main() -> None:
                 label = loss + tag
             train_s = time.perf_counter() - start
             r = score(*model_embeddings(model, split.val), args.bootstrap)
+            one = score(*model_embeddings(variant(model, tta="none"), split.val), args.bootstrap)
+            pooled = score(*model_embeddings(variant(model, embed_from="pooled"), split.val), args.bootstrap)
             row = {"dataset": ds, "loss": label, "equalize": eq if loss != "transfer" else "none",
+                   "tta": model.config.tta, "single_view": one, "embed_from_pooled": pooled,
                    "backbone": f"{BACKBONE} {OPTIONS}", "train_s": round(train_s, 1),
                    **detail, **r, "raw_pixels_eer": raw["eer"], "eer_minus_raw": r["eer"] - raw["eer"], "eer_ratio_to_raw": r["eer"] / raw["eer"]}
             out["rows"].append(row)
             save()
             lines.append(f"| {ds} | {label} | resnet18 narrow | {fmt(r)} | {train_s:.0f} | "
-                         f"{100 * row['eer_minus_raw']:+.1f} pt ({row['eer_ratio_to_raw']:.2f}x) |")
+                         f"{100 * row['eer_minus_raw']:+.1f} pt ({row['eer_ratio_to_raw']:.2f}x) | "
+                         f"{100 * one['eer']:.1f}% | {100 * pooled['eer']:.1f}% |")
             print(lines[-1], flush=True)
     print("\n" + "\n".join(lines))
     print("\n* below the rule-of-30 floor (too few impostor pairs for FAR 1e-3): indicative only")

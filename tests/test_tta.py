@@ -129,3 +129,70 @@ def test_cli_train_tta_option(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "tta" not in json.loads((tmp_path / "m" / "config.json").read_text())
     assert json.loads((tmp_path / "m" / "train_config.json").read_text())["tta"] == "none"
+
+
+# -- embed_from: templates read from the pooled backbone features under the neck ---------------
+
+def test_pooled_templates_are_the_normalised_pooled_backbone_features():
+    torch.manual_seed(0)
+    model = Embedder.build("timm:test_resnet", embedding_size=8, input_spec=SPEC, embed_from="pooled").eval()
+    x = torch.randn(3, 1, 32, 32)
+    with torch.inference_mode():
+        want = torch.nn.functional.normalize(model.backbone(x).mean(dim=(-2, -1)), dim=1)
+        got = model(x)
+    assert model.embedding_size == model.backbone.num_features != 8
+    assert got.shape == (3, model.embedding_size) and torch.allclose(got, want, atol=1e-6)
+    model.train()   # the loss trains the neck
+    assert model(x).shape == (3, 8)
+
+
+def test_pooled_with_hflip_averages_the_mirrored_pooled_features():
+    torch.manual_seed(0)
+    model = Embedder.build("timm:test_resnet", embedding_size=8, input_spec=SPEC, embed_from="pooled",
+                           tta="hflip").eval()
+    x = torch.randn(2, 1, 32, 32)
+    n = torch.nn.functional.normalize
+    with torch.inference_mode():
+        pool = lambda t: n(model.backbone(t).mean(dim=(-2, -1)), dim=1)
+        assert torch.allclose(model(x), n(pool(x) + pool(x.flip(-1)), dim=1), atol=1e-6)
+
+
+def test_pooled_model_round_trips_and_builds_a_gallery_of_its_size(tmp_path):
+    from verikit.index.gallery import Gallery
+
+    torch.manual_seed(0)
+    model = Embedder.build("timm:test_resnet", embedding_size=8, input_spec=SPEC, embed_from="pooled").eval()
+    fp = model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["embed_from"] == "pooled"
+    loaded = Embedder.load(tmp_path / "m")
+    assert loaded.config.embed_from == "pooled" and loaded.fingerprint == fp
+    emb = embed_images(loaded, [asymmetric(s) for s in range(3)])
+    assert emb.shape == (3, loaded.embedding_size)
+    with Gallery.create(tmp_path / "g", dim=loaded.embedding_size, fingerprint=fp) as g:
+        g.add("a", emb)
+        assert g.search(emb[:1], top_k=1)[0][0].identity == "a"
+    neck = Embedder.build("timm:test_resnet", embedding_size=8, input_spec=SPEC).eval()
+    neck.load_state_dict(loaded.state_dict())
+    assert neck.fingerprint != fp and embed_images(neck, [asymmetric(0)]).shape == (1, 8)
+
+
+def test_embed_from_is_checked_in_configs_and_files(tmp_path):
+    assert config_from_dict({"embed_from": "pooled"}).embed_from == "pooled"
+    with pytest.raises(DataError, match="embed_from"):
+        config_from_dict({"embed_from": "layer3"})
+    build("none").save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "embed_from": "layer3"}))
+    with pytest.raises(ModelError, match="embed_from must be one of neck, pooled"):
+        Embedder.load(tmp_path / "m")
+
+
+def test_training_with_pooled_templates_validates_and_saves_them(tmp_path):
+    people = pattern_people(tmp_path / "people", 6, 4, size=32)
+    cfg = TrainConfig(backbone="timm:test_resnet", embedding_size=8, image_size=(32, 32), channels=1, epochs=1,
+                      batch_size=8, m_per_class=2, val_fraction=0.34, device="cpu", augment="affine",
+                      loss="normalized_softmax", miner="none", embed_from="pooled")
+    result = train(people, cfg)
+    assert result.model.config.embed_from == "pooled" and result.model.config.tta == "none"
+    assert result.history[-1].val_eer is not None
+    assert result.model.embedding_size == result.model.backbone.num_features

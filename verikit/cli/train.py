@@ -97,6 +97,10 @@ def train(
                                             "applied at training and inference, after resize/grey and before "
                                             "augmentation: none or histogram (global histogram equalisation; per "
                                             "channel for RGB). Meant for uneven lighting; see docs/training.md.")] = None,
+    embed_from: Annotated[Optional[str], _opt(default="neck", help="Layer the saved model's templates come from: "
+                                              "neck (the trained embedding) or pooled (the backbone's pooled "
+                                              "features under it; the loss still trains the neck). See "
+                                              "docs/training.md.")] = None,
     tta: Annotated[Optional[str], _opt(default="auto", help="Test-time augmentation saved in the model: hflip "
                                        "embeds each image with its mirror image and averages (about 2x the "
                                        "inference cost), none, or auto (hflip when --augment flips images: light, "
@@ -141,7 +145,7 @@ def train(
 _CONFIG_OPTIONS = ("backbone", "embedding_size", "pooling", "neck", "channels", "epochs", "batch_size", "m_per_class",
                    "optimizer", "lr", "weight_decay", "warmup_epochs", "backbone_lr_scale", "freeze_epochs",
                    "gradual_unfreeze", "freeze_batchnorm", "clip_grad_norm", "amp", "loss", "miner", "distance",
-                   "margin", "augment", "equalize", "tta", "keep", "patience", "val_fraction", "seed", "workers", "device")
+                   "margin", "augment", "equalize", "embed_from", "tta", "keep", "patience", "val_fraction", "seed", "workers", "device")
 
 
 def resolve_config(out: Path, config_file: Path | None, resume: bool, given: dict, backbone_options: dict,

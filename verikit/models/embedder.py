@@ -8,6 +8,12 @@ Test-time augmentation (``tta``) is part of the model, not of a call: an ``hflip
 every image as the normalised sum of its own and its mirror image's embeddings whenever it is in
 eval mode, so enrollment, probes, calibration and benchmarks can never mix the two kinds of
 templates, and the fingerprint changes with it.
+
+``embed_from`` picks which layer is the template: ``neck`` (the trained embedding, the default) or
+``pooled``, the backbone's pooled features below the neck (L2-normalised; their size is the
+backbone's feature count). Training always applies the loss to the neck; a ``pooled`` model only
+reads one layer lower at inference, where features are less specialised to the training
+identities (see docs/training.md for when that helped).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .heads import EmbeddingHead
 
 FORMAT_VERSION = 1
 TTA_MODES = ("none", "hflip")   # ModelConfig.tta: test-time augmentation applied in eval mode
+EMBED_FROM = ("neck", "pooled")  # ModelConfig.embed_from: the layer eval-mode embeddings are read from
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -47,10 +54,13 @@ class ModelConfig:
     training: dict[str, Any] = field(default_factory=dict)
     neck: str = "linear"             # "linear" or "conv1x1" (verikit.models.heads); absent = linear in old files
     tta: str = "none"                # "none" or "hflip" (mirror-averaged embeddings); absent = none in old files
+    embed_from: str = "neck"         # "neck" or "pooled" (backbone features under the neck); absent = neck
 
     def __post_init__(self) -> None:
         if self.tta not in TTA_MODES:
             raise ModelError(f"tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
+        if self.embed_from not in EMBED_FROM:
+            raise ModelError(f"embed_from must be one of {', '.join(EMBED_FROM)}, got {self.embed_from!r}")
 
     def to_json_bytes(self) -> bytes:
         data = {"format_version": FORMAT_VERSION, "backbone": self.backbone,
@@ -61,6 +71,8 @@ class ModelConfig:
             data["neck"] = self.neck
         if self.tta != "none":
             data["tta"] = self.tta
+        if self.embed_from != "neck":
+            data["embed_from"] = self.embed_from
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -74,7 +86,8 @@ class ModelConfig:
                        embedding_size=int(data["embedding_size"]), pooling=data.get("pooling", "avg"),
                        input_spec=InputSpec.from_dict(data["input_spec"]),
                        similarity=data.get("similarity", "cosine"), training=dict(data.get("training", {})),
-                       neck=data.get("neck", "linear"), tta=data.get("tta", "none"))
+                       neck=data.get("neck", "linear"), tta=data.get("tta", "none"),
+                       embed_from=data.get("embed_from", "neck"))
         except ModelError:
             raise
         except (ValueError, KeyError, TypeError) as exc:
@@ -109,7 +122,8 @@ class Embedder(nn.Module):
     @classmethod
     def build(cls, backbone: str = "timm:resnet18", *, embedding_size: int = 128, pooling: str = "avg",
               input_spec: InputSpec | None = None, backbone_options: dict[str, Any] | None = None,
-              similarity: str = "cosine", neck: str = "linear", tta: str = "none") -> "Embedder":
+              similarity: str = "cosine", neck: str = "linear", tta: str = "none",
+              embed_from: str = "neck") -> "Embedder":
         spec = input_spec or InputSpec()
         options = dict(backbone_options or {})
         net = backbones.create(backbone, in_chans=spec.channels, **options)
@@ -117,7 +131,8 @@ class Embedder(nn.Module):
         options.pop("weights", None)
         options.pop("pretrained", None)
         cfg = ModelConfig(backbone=backbone, backbone_options=options, embedding_size=embedding_size,
-                          pooling=pooling, input_spec=spec, similarity=similarity, neck=neck, tta=tta)
+                          pooling=pooling, input_spec=spec, similarity=similarity, neck=neck, tta=tta,
+                          embed_from=embed_from)
         return cls(cfg, net)
 
     @property
@@ -126,16 +141,27 @@ class Embedder(nn.Module):
 
     @property
     def embedding_size(self) -> int:
+        """The size of the templates this model produces (the gallery's dimension)."""
+        if self.config.embed_from == "pooled":
+            return int(self.backbone.num_features)
         return self.config.embedding_size
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.config.tta == "hflip" and not self.training:
+        if self.training:  # the loss always sees the neck, single views
+            return self.head(self.backbone(images))
+        if self.config.tta == "hflip":
             # One batch of images and mirrors (eval-mode batch norm: each row is independent);
             # training sees single views, the augmentation already mirrors them at random.
             n = images.shape[0]
-            both = self.head(self.backbone(torch.cat([images, images.flip(-1)])))
+            both = self._template(torch.cat([images, images.flip(-1)]))
             return F.normalize(both[:n] + both[n:], dim=1)
-        return self.head(self.backbone(images))
+        return self._template(images)
+
+    def _template(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.backbone(images)
+        if self.config.embed_from == "pooled":
+            return F.normalize(self.head.pooled(features).flatten(1), dim=1)
+        return self.head(features)
 
     # -- persistence ---------------------------------------------------------------------------
     def _serialise(self) -> tuple[bytes, bytes]:

@@ -114,10 +114,10 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
             return parse_image_size(value)
         except DataError as exc:
             raise DataError(f"key 'image_size' in {source}: {exc}") from None
-    if key in ("equalize", "tta"):  # the model's own settings: checked here, before any image loads
-        from ..models.embedder import TTA_MODES
+    if key in ("equalize", "tta", "embed_from"):  # the model's own settings: checked before any image loads
+        from ..models.embedder import EMBED_FROM, TTA_MODES
         from ..structures import EQUALIZE_MODES
-        allowed = EQUALIZE_MODES if key == "equalize" else ("auto", *TTA_MODES)
+        allowed = {"equalize": EQUALIZE_MODES, "tta": ("auto", *TTA_MODES), "embed_from": EMBED_FROM}[key]
         if value not in allowed:
             raise DataError(f"key '{key}' in {source} must be one of {', '.join(allowed)}, got {value!r}")
         return value

@@ -28,7 +28,7 @@ from ..calibrate.metrics import eer as equal_error_rate
 from ..calibrate.metrics import tar_at_far
 from ..errors import DataError
 from ..io import scan_identity_folders
-from ..models.embedder import TTA_MODES, Embedder
+from ..models.embedder import EMBED_FROM, TTA_MODES, Embedder
 from ..models.inference import embed_files
 from ..similarity import all_pairs, parse_measure
 from ..structures import InputSpec
@@ -65,6 +65,7 @@ class TrainConfig:
     keep: str = "last"               # "last" epoch, or the "best" validation EER (noisy on few identities)
     augment: str = "light"
     equalize: str = "none"           # photometric normalisation recorded in the model's InputSpec: none, histogram
+    embed_from: str = "neck"         # the layer the saved model's templates come from: neck or pooled
     tta: str = "auto"                # test-time augmentation recorded in the model: none, hflip, or auto (hflip
                                      # when the augmentation mirrors images, i.e. light/strong; else none)
     val_fraction: float = 0.2
@@ -170,7 +171,7 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
 def check_config(cfg: TrainConfig) -> None:
     """Refuse settings the loop cannot honour, before any image is loaded."""
     choices = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd"), "augment": AUGMENTATIONS,
-               "tta": ("auto", *TTA_MODES)}
+               "tta": ("auto", *TTA_MODES), "embed_from": EMBED_FROM}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise DataError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
@@ -348,6 +349,7 @@ def _train(data_dir, cfg: TrainConfig, world: World, device: torch.device, on_st
     spec = cfg.input_spec()
     model = Embedder.build(cfg.backbone, embedding_size=cfg.embedding_size, pooling=cfg.pooling, neck=cfg.neck,
                            input_spec=spec, backbone_options=cfg.backbone_options, tta=cfg.model_tta(),
+                           embed_from=cfg.embed_from,
                            # recorded in config.json: the gallery scores with the measure trained on
                            similarity=parse_measure(cfg.distance).spec).to(device)
     dataset = LabelledImages(split.train, spec, augmentation(spec, cfg.augment), on_loaded=on_loaded)
