@@ -12,7 +12,8 @@ Protocols (people tested are never trained on; all pairs of the test people are 
 
 The same recipe for every loss (the demo's): narrow ResNet-18 (channels 32-64-128-256) from
 random weights (no pretrained weights offline), grey 64x64, 128-d, batch 32 (m=4), AdamW 2e-3,
-1 warm-up epoch then cosine, strong augmentation, seed 0, a fixed epoch budget per dataset
+1 warm-up epoch then cosine, strong augmentation, seed 0 (``--seeds 0,1,2`` trains each loss once per seed
+and adds a mean/range table: training noise, which the subject bootstrap does not cover), a fixed epoch budget per dataset
 (``--orl-epochs``, ``--yale-epochs``). Losses: contrastive (all pairs in the batch), triplet +
 batch-hard, multi-similarity (+ its miner), normalized softmax, ArcFace.
 
@@ -164,6 +165,7 @@ def main() -> None:
     ap.add_argument("--orl-epochs", type=int, default=40)
     ap.add_argument("--yale-epochs", type=int, default=12)
     ap.add_argument("--bootstrap", type=int, default=1000)
+    ap.add_argument("--seeds", default="0", help="comma list of training seeds; with several, a mean/range table")
     ap.add_argument("--equalize", default="none", help="comma list of InputSpec.equalize modes: none, histogram")
     ap.add_argument("--append", action="store_true", help="keep the rows already in --out and add these")
     ap.add_argument("--transfer", action="store_true", help="add the Yale B -> ORL pretrain/fine-tune row")
@@ -171,12 +173,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    seeds = [int(x) for x in args.seeds.split(",") if x]
     splits = {"orl": ("ORL: train s1-s30, all pairs of s31-s40", orl_split, args.orl_epochs),
               "yale": ("Extended Yale B cropped: train the first 28 people by name (yaleB01-yaleB29), "
                        "all pairs of the last 10 (yaleB30-yaleB39)", yale_split, args.yale_epochs)}
     out = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "threads": args.threads,
            "backbone": BACKBONE, "backbone_options": OPTIONS, "pretrained": False,
-           "recipe": "grey 64x64, 128-d, batch 32 (m=4), AdamW 2e-3, warm-up 1 + cosine, strong augmentation, seed 0, tta hflip",
+           "recipe": "grey 64x64, 128-d, batch 32 (m=4), AdamW 2e-3, warm-up 1 + cosine, strong augmentation, tta hflip; seeds: see rows",
            "baseline": f"raw pixels: grey, box-downsampled to {RAW_SIZE}x{RAW_SIZE}, flattened, L2-normalised; cosine",
            "scoring": "all pairs, cosine; EER / TAR@FAR from verikit.calibrate.evaluation.evaluate_verification, "
                       f"subject bootstrap {args.bootstrap} replicates, 95% percentile interval",
@@ -210,10 +213,11 @@ def main() -> None:
         lines.append(f"| {ds} | raw pixels {RAW_SIZE}x{RAW_SIZE}{tag} (baseline) | - | {fmt(raw)} | 0 | 1.00 | - | - |")
         print(lines[-1], flush=True)
         save()
-        runs = [(loss, config(loss, epochs, equalize=eq), None) for loss in args.losses.split(",") if loss]
+        runs = [(loss, config(loss, epochs, equalize=eq, seed=seed), seed)
+                for loss in args.losses.split(",") if loss for seed in seeds]
         if ds == "orl" and args.transfer and eq == "none":
-            runs.append(("transfer", None, None))
-        for loss, cfg, _ in runs:
+            runs.append(("transfer", None, 0))
+        for loss, cfg, seed in runs:
             start = time.perf_counter()
             if loss == "transfer":
                 model, detail = transfer(args)
@@ -225,19 +229,39 @@ def main() -> None:
             r = score(*model_embeddings(model, split.val), args.bootstrap)
             one = score(*model_embeddings(variant(model, tta="none"), split.val), args.bootstrap)
             pooled = score(*model_embeddings(variant(model, embed_from="pooled"), split.val), args.bootstrap)
-            row = {"dataset": ds, "loss": label, "equalize": eq if loss != "transfer" else "none",
+            row = {"dataset": ds, "loss": label, "seed": seed, "equalize": eq if loss != "transfer" else "none",
                    "tta": model.config.tta, "single_view": one, "embed_from_pooled": pooled,
                    "backbone": f"{BACKBONE} {OPTIONS}", "train_s": round(train_s, 1),
                    **detail, **r, "raw_pixels_eer": raw["eer"], "eer_minus_raw": r["eer"] - raw["eer"], "eer_ratio_to_raw": r["eer"] / raw["eer"]}
             out["rows"].append(row)
             save()
-            lines.append(f"| {ds} | {label} | resnet18 narrow | {fmt(r)} | {train_s:.0f} | "
+            lines.append(f"| {ds} | {label}{'' if len(seeds) == 1 else f' (seed {seed})'} | resnet18 narrow | "
+                         f"{fmt(r)} | {train_s:.0f} | "
                          f"{100 * row['eer_minus_raw']:+.1f} pt ({row['eer_ratio_to_raw']:.2f}x) | "
                          f"{100 * one['eer']:.1f}% | {100 * pooled['eer']:.1f}% |")
             print(lines[-1], flush=True)
     print("\n" + "\n".join(lines))
+    if len(seeds) > 1:
+        print("\n" + seed_summary(out["rows"], seeds))
     print("\n* below the rule-of-30 floor (too few impostor pairs for FAR 1e-3): indicative only")
     print(f"\nwrote {args.out} ({args.threads} torch thread(s))")
+
+
+def seed_summary(rows: list[dict], seeds: list[int]) -> str:
+    """Per dataset and loss: EER mean and range over the training seeds, for each way of reading
+    the model. Training noise, which the subject bootstrap (over test people) does not cover."""
+    out = [f"| dataset | loss | EER over seeds {seeds}: mean [min, max] | single view | pooled |", "|---|---|---|---|---|"]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        if r.get("seed") in seeds:
+            groups.setdefault((r["dataset"], r["loss"]), []).append(r)
+
+    def agg(values: list[float]) -> str:
+        return f"{100 * np.mean(values):.1f}% [{100 * min(values):.1f}, {100 * max(values):.1f}]"
+    for (ds, loss), rs in groups.items():
+        out.append(f"| {ds} | {loss} | {agg([r['eer'] for r in rs])} | {agg([r['single_view']['eer'] for r in rs])} "
+                   f"| {agg([r['embed_from_pooled']['eer'] for r in rs])} |")
+    return "\n".join(out)
 
 
 def transfer(args):

@@ -86,7 +86,7 @@ def test_unknown_tta_in_a_config_file_is_one_clear_error(tmp_path):
     build("none").save(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "tta": "five_crop"}))
-    with pytest.raises(ModelError, match="tta must be one of none, hflip"):
+    with pytest.raises(ModelError, match=r"config.json.: tta must be one of none, hflip"):
         Embedder.load(tmp_path / "m")
 
 

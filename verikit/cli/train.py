@@ -145,7 +145,8 @@ def train(
 _CONFIG_OPTIONS = ("backbone", "embedding_size", "pooling", "neck", "channels", "epochs", "batch_size", "m_per_class",
                    "optimizer", "lr", "weight_decay", "warmup_epochs", "backbone_lr_scale", "freeze_epochs",
                    "gradual_unfreeze", "freeze_batchnorm", "clip_grad_norm", "amp", "loss", "miner", "distance",
-                   "margin", "augment", "equalize", "embed_from", "tta", "keep", "patience", "val_fraction", "seed", "workers", "device")
+                   "margin", "augment", "equalize", "embed_from", "tta", "keep", "patience", "val_fraction", "seed",
+                   "workers", "device")
 
 
 def resolve_config(out: Path, config_file: Path | None, resume: bool, given: dict, backbone_options: dict,

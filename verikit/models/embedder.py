@@ -88,8 +88,10 @@ class ModelConfig:
                        similarity=data.get("similarity", "cosine"), training=dict(data.get("training", {})),
                        neck=data.get("neck", "linear"), tta=data.get("tta", "none"),
                        embed_from=data.get("embed_from", "neck"))
-        except ModelError:
-            raise
+        except ModelError as exc:
+            if source in str(exc):
+                raise
+            raise ModelError(f"model config '{source}': {exc}") from exc  # e.g. an unknown tta value
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"model config '{source}' is malformed: {exc!r}") from exc
 

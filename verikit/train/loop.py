@@ -34,7 +34,8 @@ from ..similarity import all_pairs, parse_measure
 from ..structures import InputSpec
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import CONFIG_FILE, config_to_dict, write_config
-from .data import AUGMENTATIONS, MIRRORING_AUGMENTATIONS, EpochSampler, LabelledImages, Split, augmentation, epoch_seed, identity_split
+from .data import (AUGMENTATIONS, MIRRORING_AUGMENTATIONS, EpochSampler, LabelledImages, Split, augmentation, epoch_seed,
+                   identity_split)
 from .distributed import (World, broadcast_flag, loss_scale, process_group, sync_loss_gradients, unwrap,
                           wrap_loss_and_miner, wrap_model)
 from .run_log import RunLog
