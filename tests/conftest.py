@@ -54,6 +54,17 @@ def pattern_people(root: Path, people: int, images: int, size: int = 48) -> Path
     return root
 
 
+def tiny_train_command(people: Path) -> tuple[list[str], dict[str, str]]:
+    """``verikit train`` on ``people`` with a 1-epoch test_resnet at 32 px grey (add --out and the
+    options under test), and the environment to run it in: one thread, wide help."""
+    import sys
+
+    command = [sys.executable, "-m", "verikit.cli.main", "train", str(people), "--backbone", "timm:test_resnet",
+               "--image-size", "32", "--channels", "1", "--epochs", "1", "--batch-size", "6", "--m-per-class", "2",
+               "--embedding-size", "8", "--val-fraction", "0", "--device", "cpu", "--quiet"]
+    return command, {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+
+
 @pytest.fixture(scope="session")
 def synthetic_faces(tmp_path_factory) -> Path:
     """people/<idN>/<k>.png: 4 identities x 4 images, plus a non-image file to be skipped."""

@@ -4,9 +4,7 @@ training and inference (histogram equalisation, torchvision's)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
-from tests.conftest import pattern_people
+from tests.conftest import pattern_people, tiny_train_command
 from verikit.errors import DataError
 from verikit.models.embedder import Embedder
 from verikit.models.inference import embed_files, embed_images
@@ -138,10 +136,7 @@ def test_config_file_key_is_checked():
 
 def test_cli_train_equalize_option(tmp_path):
     people = pattern_people(tmp_path / "people", 6, 3, size=32)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    base = [sys.executable, "-m", "verikit.cli.main", "train", str(people), "--backbone", "timm:test_resnet",
-            "--image-size", "32", "--channels", "1", "--epochs", "1", "--batch-size", "6", "--m-per-class", "2",
-            "--embedding-size", "8", "--val-fraction", "0", "--device", "cpu", "--quiet"]
+    base, env = tiny_train_command(people)
     bad = subprocess.run([*base, "--out", str(tmp_path / "bad"), "--equalize", "clahe"], capture_output=True,
                          text=True, env=env, timeout=300)
     assert bad.returncode != 0 and "equalize" in bad.stderr and "Traceback" not in bad.stderr

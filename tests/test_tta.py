@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageOps
 
-from tests.conftest import pattern_people
+from tests.conftest import pattern_people, tiny_train_command
 from verikit.errors import DataError, ModelError
 from verikit.models.embedder import Embedder
 from verikit.models.inference import embed_files, embed_images
@@ -116,10 +114,7 @@ def test_training_records_tta_and_validates_with_it(tmp_path):
 
 def test_cli_train_tta_option(tmp_path):
     people = pattern_people(tmp_path / "people", 6, 3, size=32)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    base = [sys.executable, "-m", "verikit.cli.main", "train", str(people), "--backbone", "timm:test_resnet",
-            "--image-size", "32", "--channels", "1", "--epochs", "1", "--batch-size", "6", "--m-per-class", "2",
-            "--embedding-size", "8", "--val-fraction", "0", "--device", "cpu", "--quiet"]
+    base, env = tiny_train_command(people)
     bad = subprocess.run([*base, "--out", str(tmp_path / "bad"), "--tta", "ten_crop"], capture_output=True,
                          text=True, env=env, timeout=300)
     assert bad.returncode != 0 and "tta" in bad.stderr and "must be one of" in bad.stderr and "Traceback" not in bad.stderr
