@@ -253,7 +253,7 @@ def seed_summary(rows: list[dict], seeds: list[int]) -> str:
     out = [f"| dataset | loss | EER over seeds {seeds}: mean [min, max] | single view | pooled |", "|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        if r.get("seed") in seeds:
+        if r.get("seed") in seeds and "single_view" in r:  # rows --append kept from older runs lack the variants
             groups.setdefault((r["dataset"], r["loss"]), []).append(r)
 
     def agg(values: list[float]) -> str:
