@@ -58,6 +58,9 @@ def test_resolved_config_round_trips_through_its_file(tmp_path):
     ('{"image_size": "big"}', "image_size"),
     ('[1, 2]', "must hold a mapping"),
     ('{"epochs": ', "is malformed"),
+    ('{"augment": "heavy"}', "key 'augment' in .* must be one of none, light, strong, affine, got 'heavy'"),
+    ('{"keep": "first"}', "key 'keep' in .* must be one of last, best"),
+    ('{"equalize": "clahe"}', "key 'equalize' in .* must be one of none, histogram"),
 ])
 def test_bad_config_files_are_one_clear_error(tmp_path, text, message):
     with pytest.raises(DataError, match=message):

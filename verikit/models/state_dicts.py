@@ -15,7 +15,8 @@ import torch
 from ..errors import PluginError
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line, at most 300 characters (for PluginError texts)."""
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
@@ -32,7 +33,7 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's one-line error
-        raise PluginError(f"cannot read {what} weights '{path}': {_one_line(exc)}") from exc
+        raise PluginError(f"cannot read {what} weights '{path}': {one_line(exc)}") from exc
     for key in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -15,14 +15,10 @@ import torch
 
 from ..atomic import write_atomic
 from ..errors import PluginError
-from ..models.state_dicts import load_state_dict_file
+from ..models.state_dicts import load_state_dict_file, one_line
 from . import SIDECAR_FILE
 
 FORMAT = "verikit-segmenter/1"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True,
@@ -57,7 +53,7 @@ def read_sidecar(weights: str | None) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise PluginError(f"cannot read '{path}': {_one_line(exc)}") from exc
+        raise PluginError(f"cannot read '{path}': {one_line(exc)}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("options"), dict):
         raise PluginError(f"'{path}' is not a verikit segmenter description (format {FORMAT})")
     return data

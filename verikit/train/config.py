@@ -114,12 +114,10 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
             return parse_image_size(value)
         except DataError as exc:
             raise DataError(f"key 'image_size' in {source}: {exc}") from None
-    if key in ("equalize", "tta", "embed_from"):  # the model's own settings: checked before any image loads
-        from ..models.embedder import EMBED_FROM, TTA_MODES
-        from ..structures import EQUALIZE_MODES
-        allowed = {"equalize": EQUALIZE_MODES, "tta": ("auto", *TTA_MODES), "embed_from": EMBED_FROM}[key]
-        if value not in allowed:
-            raise DataError(f"key '{key}' in {source} must be one of {', '.join(allowed)}, got {value!r}")
+    from .loop import CHOICES  # the loop owns the allowed names; imported here to avoid a cycle
+    if key in CHOICES:
+        if value not in CHOICES[key]:
+            raise DataError(f"key '{key}' in {source} must be one of {', '.join(CHOICES[key])}, got {value!r}")
         return value
     if value is None and default is None:  # optional settings (margin: None = the loss's own)
         return None

@@ -31,7 +31,7 @@ from ..io import scan_identity_folders
 from ..models.embedder import EMBED_FROM, TTA_MODES, Embedder
 from ..models.inference import embed_files
 from ..similarity import all_pairs, parse_measure
-from ..structures import InputSpec
+from ..structures import EQUALIZE_MODES, InputSpec
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import CONFIG_FILE, config_to_dict, write_config
 from .data import (AUGMENTATIONS, MIRRORING_AUGMENTATIONS, EpochSampler, LabelledImages, Split, augmentation, epoch_seed,
@@ -169,11 +169,15 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
     return f
 
 
+# TrainConfig fields that take one of a few names; config files are checked against the same table.
+CHOICES: dict[str, tuple[str, ...]] = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd"),
+                                       "augment": AUGMENTATIONS, "equalize": EQUALIZE_MODES,
+                                       "tta": ("auto", *TTA_MODES), "embed_from": EMBED_FROM}
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Refuse settings the loop cannot honour, before any image is loaded."""
-    choices = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd"), "augment": AUGMENTATIONS,
-               "tta": ("auto", *TTA_MODES), "embed_from": EMBED_FROM}
-    for key, allowed in choices.items():
+    for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise DataError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
     for key in ("patience", "freeze_epochs", "gradual_unfreeze", "warmup_epochs"):
