@@ -77,7 +77,11 @@ def main() -> None:
     args = ap.parse_args()
 
     paths, source = real_images(args.images)
-    work = Path(tempfile.mkdtemp(prefix="verikit-enroll-"))
+    with tempfile.TemporaryDirectory(prefix="verikit-enroll-") as tmp:
+        measure(args, paths, source, Path(tmp))
+
+
+def measure(args: argparse.Namespace, paths: list[Path], source: str, work: Path) -> None:
     model = Embedder.build(args.backbone, input_spec=InputSpec(size=(args.size, args.size))).eval()
     model_dir = work / "model"
     model.save(model_dir)

@@ -96,8 +96,15 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="verikit-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
+    if args.workdir is None:  # a 1M gallery is gigabytes: never leave one behind in /tmp
+        with tempfile.TemporaryDirectory(prefix="verikit-bench-") as tmp:
+            run(args, Path(tmp))
+    else:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        run(args, args.workdir)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     gallery_dir = work / "gallery"
     print(f"gallery of {args.n:,} x {args.dim} unit vectors, {args.queries} queries, top-{args.k}; work dir {work}")
     vectors = unit_vectors(args.n, args.dim, seed=0)
