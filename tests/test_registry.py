@@ -70,6 +70,20 @@ def test_broken_entry_points_have_a_status_and_a_clear_error(fake_eps):
     assert rows["gone"].distribution == "broken-dist" and rows["gone"].version == "9.9"
 
 
+def test_a_plugin_import_error_is_quoted_on_one_capped_line(fake_eps, tmp_path, monkeypatch):
+    # A plugin whose import dies with a long multi-line message (a compiled extension's loader error).
+    (tmp_path / "verikit_noisy_plugin.py").write_text(
+        "raise ImportError('libfoo.so: cannot open shared object file\\n' + 'x' * 2000)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fake_eps += [_ep("noisy", "verikit_noisy_plugin:create", "noisy-dist")]
+    with pytest.raises(PluginError) as err:
+        Registry("detector").get("noisy")
+    message = str(err.value)
+    assert "\n" not in message and "libfoo.so: cannot open shared object file x" in message
+    assert len(message) < 500  # the 2,000-character tail is cut, the hint after it is kept
+    assert "pip install" in message
+
+
 def test_load_plugins_env_restricts_distributions(fake_eps, monkeypatch):
     fake_eps += [_ep("a", "verikit.testing:synthetic_images", "Dist_A"),
                  _ep("b", "verikit.testing:synthetic_images", "dist-b"),

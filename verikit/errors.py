@@ -41,3 +41,9 @@ class CalibrationError(VerikitError):
 
 class PluginError(VerikitError):
     """A plugin name is unknown, duplicated, or its import failed."""
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception's message on one line, at most ``limit`` characters: how a third-party error
+    (timm, smp, an entry point's import) is quoted inside a verikit error message."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__

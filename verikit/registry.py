@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
-from .errors import PluginError
+from .errors import PluginError, one_line
 
 T = TypeVar("T")
 
@@ -56,10 +56,6 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         raise PluginError(f"empty component spec {spec!r}; expected 'name' or 'name:argument'")
     name, sep, arg = spec.strip().partition(":")
     return name, (arg if sep and arg else None)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _allowed_distributions() -> set[str] | None:
@@ -125,11 +121,11 @@ class Registry(Generic[T]):
         try:
             factory = ep.load()
         except ImportError as exc:
-            raise PluginError(f"{self.kind} {name!r} from {dist} failed to import ({_one_line(exc)}); "
+            raise PluginError(f"{self.kind} {name!r} from {dist} failed to import ({one_line(exc)}); "
                               f"install what it needs: pip install --force-reinstall {dist}") from exc
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the tool down with it
             raise PluginError(f"{self.kind} {name!r} from {dist} is broken: entry point {ep.value!r} raised "
-                              f"{type(exc).__name__}: {_one_line(exc)}") from exc
+                              f"{type(exc).__name__}: {one_line(exc)}") from exc
         if not callable(factory):
             raise PluginError(f"{self.kind} {name!r} from {dist}: entry point {ep.value!r} is not callable")
         self._factories[name] = factory
@@ -152,7 +148,7 @@ class Registry(Generic[T]):
         except TypeError as exc:
             # A misspelt option is a user error; name it instead of showing a traceback.
             if "unexpected keyword argument" in str(exc) or "positional argument" in str(exc):
-                raise PluginError(f"{self.kind} {spec!r} does not accept these options: {_one_line(exc)}") from exc
+                raise PluginError(f"{self.kind} {spec!r} does not accept these options: {one_line(exc)}") from exc
             raise
 
     def refresh(self) -> None:

@@ -12,12 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import PluginError
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line, at most 300 characters (for PluginError texts)."""
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
+from ..errors import PluginError, one_line
 
 
 def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:

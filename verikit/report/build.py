@@ -10,7 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from verikit.calibrate.benchmark import SCHEMA_VERSION
 

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from ..atomic import write_atomic
-from ..errors import PluginError
-from ..models.state_dicts import load_state_dict_file, one_line
+from ..errors import PluginError, one_line
+from ..models.state_dicts import load_state_dict_file
 from . import SIDECAR_FILE
 
 FORMAT = "verikit-segmenter/1"

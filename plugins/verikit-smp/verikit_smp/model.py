@@ -6,23 +6,19 @@ from __future__ import annotations
 
 import torch
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
+from verikit.errors import PluginError, one_line
 
 
 def build_network(arch: str, encoder: str, encoder_weights: str | None = None) -> torch.nn.Module:
     """``smp.create_model(arch, encoder, encoder_weights, in_channels=3, classes=1)``."""
     import segmentation_models_pytorch as smp
 
-    from verikit.errors import PluginError
-
     try:
         return smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights, in_channels=3, classes=1)
     except Exception as exc:  # noqa: BLE001 - unknown encoder, no network for weights: the user's one line
         raise PluginError(f"smp cannot build {arch} with encoder {encoder!r}"
                           f"{f' and encoder_weights {encoder_weights!r}' if encoder_weights else ''}: "
-                          f"{type(exc).__name__}: {_one_line(exc)}") from exc
+                          f"{type(exc).__name__}: {one_line(exc)}") from exc
 
 
 def load_hub(repo: str) -> torch.nn.Module:
@@ -31,20 +27,16 @@ def load_hub(repo: str) -> torch.nn.Module:
     It must predict one channel (foreground); multi-class hub models are refused."""
     import segmentation_models_pytorch as smp
 
-    from verikit.errors import PluginError
-
     try:
         model = smp.from_pretrained(repo)
     except Exception as exc:  # noqa: BLE001
-        raise PluginError(f"smp cannot load hub model {repo!r}: {type(exc).__name__}: {_one_line(exc)}") from exc
+        raise PluginError(f"smp cannot load hub model {repo!r}: {type(exc).__name__}: {one_line(exc)}") from exc
     require_one_channel(model, f"smp hub model {repo!r}")
     return model
 
 
 def require_one_channel(model: torch.nn.Module, what: str) -> None:
     """PluginError unless the smp model's segmentation head predicts one (foreground) channel."""
-    from verikit.errors import PluginError
-
     head = getattr(model, "segmentation_head", None)
     channels = getattr(head[0], "out_channels", None) if isinstance(head, torch.nn.Sequential) and len(head) else None
     if channels != 1:
