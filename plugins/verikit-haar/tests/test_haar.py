@@ -15,6 +15,7 @@ from verikit.testing import check_detector
 from verikit_haar import CASCADES, create
 
 DATA = Path(os.environ.get("VERIKIT_DATA") or Path(__file__).resolve().parents[3].parent / "shared" / "data")
+BUNDLED_ORL = Path(__file__).resolve().parents[3] / "data" / "orl_faces"  # shipped with verikit for the demo
 
 
 @pytest.mark.parametrize("cascade", sorted(CASCADES))
@@ -35,6 +36,8 @@ def test_bad_options_are_plugin_errors():
         create(scale_factor=1.0)
     with pytest.raises(PluginError, match=r"min_size must be \[width, height\]"):
         create(min_size=30)
+    with pytest.raises(PluginError, match="border must be between 0 and 1"):
+        create(border=-0.1)
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +64,31 @@ def test_min_size_and_max_size_are_applied(yale_normal):
     assert len(create(max_size=[60, 60]).detect([yale_normal])[0]) == 0
     boxes = create().detect([yale_normal])[0].boxes
     assert np.all(boxes[:, 2] - boxes[:, 0] >= 30)
+
+
+def test_a_face_that_fills_the_frame_is_found_inside_a_replicated_border():
+    import cv2
+
+    from verikit_haar.detector import to_grey
+
+    image = load_image(BUNDLED_ORL / "s1" / "2.pgm")  # 92x112, the face touches the edges
+    assert len(create(border=0).detect([image])[0]) == 0  # the sliding window has no room
+    (dets,) = create().detect([image])
+    assert len(dets) == 1
+    # OpenCV's own answer on the bordered image (20% of 112 px = 22 px each side), moved back.
+    grey = to_grey(image)
+    bordered = cv2.copyMakeBorder(grey, 22, 22, 22, 22, cv2.BORDER_REPLICATE)
+    cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, CASCADES["frontalface_default"]))
+    (x, y, w, h), = cascade.detectMultiScale(bordered, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
+    want = np.clip([x - 22, y - 22, x - 22 + w, y - 22 + h], 0, [92, 112, 92, 112])
+    np.testing.assert_allclose(dets.boxes[0], want)
+    left, right = dets.landmark(0, "left_eye"), dets.landmark(0, "right_eye")
+    assert left is not None and right is not None and left[0] < right[0]
+    for ex, ey in (left, right):  # eyes in the image's own coordinates, in the upper half of the face
+        assert 0 <= ex < 92 and want[1] < ey < (want[1] + want[3]) / 2
+
+
+def test_the_border_search_runs_only_when_the_first_finds_nothing(yale_normal):
+    plain, bordered = create(border=0).detect([yale_normal])[0], create(border=0.5).detect([yale_normal])[0]
+    np.testing.assert_array_equal(plain.boxes, bordered.boxes)
+    np.testing.assert_array_equal(plain.landmarks, bordered.landmarks)

@@ -37,13 +37,15 @@ def _size(value: Any, option: str) -> tuple[int, int] | None:
 
 def create(cascade: str | None = None, *, scale_factor: float = 1.1, min_neighbors: int = 5,
            min_size: Sequence[int] | None = (30, 30), max_size: Sequence[int] | None = None,
-           eyes: bool = True, equalize: bool = False):
+           eyes: bool = True, equalize: bool = False, border: float = 0.2):
     """Entry-point factory for ``haar[:CASCADE]``; every option is JSON-serialisable.
 
     ``scale_factor``, ``min_neighbors``, ``min_size`` and ``max_size`` go to
     ``detectMultiScale`` unchanged. ``eyes`` looks for two eyes inside each face (landmarks
     ``left_eye``/``right_eye``, used by verikit to level the crop). ``equalize`` histogram-
-    equalises the grey image before detection.
+    equalises the grey image before detection. ``border``: when nothing is found, search again
+    with the image's edges replicated by this fraction of its longer side on every side, so a face
+    that fills the frame (an already-cropped photo) can be found; 0 turns the second search off.
     """
     import difflib
 
@@ -58,8 +60,10 @@ def create(cascade: str | None = None, *, scale_factor: float = 1.1, min_neighbo
         raise PluginError(f"haar option scale_factor must be > 1, got {scale_factor!r}")
     if int(min_neighbors) < 0:
         raise PluginError(f"haar option min_neighbors must be >= 0, got {min_neighbors!r}")
+    if not 0.0 <= float(border) <= 1.0:
+        raise PluginError(f"haar option border must be between 0 and 1, got {border!r}")
     from .detector import HaarDetector  # imports cv2
 
     return HaarDetector(name, scale_factor=float(scale_factor), min_neighbors=int(min_neighbors),
                         min_size=_size(min_size, "min_size"), max_size=_size(max_size, "max_size"),
-                        eyes=bool(eyes), equalize=bool(equalize))
+                        eyes=bool(eyes), equalize=bool(equalize), border=float(border))

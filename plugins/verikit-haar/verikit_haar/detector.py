@@ -5,6 +5,12 @@ the same parameters (we call ``detectMultiScale2``, the same search, to also get
 neighbour count, which serves as its score). Eyes, when asked for, are searched inside the upper
 part of each face with ``haarcascade_eye``: the best candidate in each half of the face becomes
 the ``left_eye`` / ``right_eye`` landmark (as seen in the image); a face without both gets NaN.
+
+An image where nothing is found is searched once more inside a replicated border (``border``, a
+fraction of its longer side): a face that fills the frame, as in a photo that is already a face
+crop, leaves the cascade's sliding window no room at the edges (on ORL's 400 face photos: 52
+missed without the border, none with 20%). Images where the first search finds a face keep
+exactly OpenCV's boxes.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ class HaarDetector:
     """``haar:<cascade>``; see :func:`verikit_haar.create` for the options."""
 
     def __init__(self, cascade: str, *, scale_factor: float, min_neighbors: int, min_size: tuple[int, int] | None,
-                 max_size: tuple[int, int] | None, eyes: bool, equalize: bool) -> None:
+                 max_size: tuple[int, int] | None, eyes: bool, equalize: bool, border: float = 0.0) -> None:
         self.cascade = cascade
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
@@ -53,12 +59,14 @@ class HaarDetector:
         self.max_size = max_size
         self.eyes = eyes
         self.equalize = equalize
+        self.border = border
         self._faces = _load_cascade(CASCADES[cascade])
         self._eyes = _load_cascade(_EYE_CASCADE) if eyes else None
 
     def __repr__(self) -> str:
         return (f"HaarDetector({self.cascade!r}, scale_factor={self.scale_factor}, min_neighbors={self.min_neighbors}, "
-                f"min_size={self.min_size}, max_size={self.max_size}, eyes={self.eyes}, equalize={self.equalize})")
+                f"min_size={self.min_size}, max_size={self.max_size}, eyes={self.eyes}, equalize={self.equalize}, "
+                f"border={self.border})")
 
     def detect(self, images: Sequence[Image.Image]) -> list[Detections]:
         return [self._detect_one(im) for im in images]
@@ -82,15 +90,21 @@ class HaarDetector:
     def _detect_one(self, image: Image.Image) -> Detections:
         grey = to_grey(image)
         xywh, neighbours = self.detect_grey(grey)
+        pad = 0
+        if not len(xywh) and self.border > 0:
+            pad = max(1, round(self.border * max(grey.shape)))
+            grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            xywh, neighbours = self.detect_grey(grey)
         w_img, h_img = image.size
         if not len(xywh):
             return Detections.empty(image_size=(w_img, h_img))
         boxes = xywh.astype(np.float32)
+        boxes[:, :2] -= pad             # back to the image's own coordinates
         boxes[:, 2:] += boxes[:, :2]  # x, y, w, h -> x1, y1, x2, y2
         np.clip(boxes, 0, [w_img, h_img, w_img, h_img], out=boxes)
         if self._eyes is None:
             return Detections(boxes, neighbours, image_size=(w_img, h_img))
-        eyes = np.stack([self._find_eyes(grey, box) for box in xywh])
+        eyes = np.stack([self._find_eyes(grey, box) for box in xywh]) - pad  # NaN (not found) stays NaN
         return Detections(boxes, neighbours, landmarks=eyes, landmark_names=EYE_NAMES, image_size=(w_img, h_img))
 
     def _find_eyes(self, grey: np.ndarray, face: np.ndarray) -> np.ndarray:
