@@ -216,3 +216,28 @@ def test_tensorboard_gets_each_epoch_once_after_a_resume(eight_people, tmp_path)
     events.Reload()
     assert {"train/loss", "train/lr", "val/eer", "val/tar_at_far_1e_3"} <= set(events.Tags()["scalars"])
     assert sorted(e.step for e in events.Scalars("train/loss")) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_pretrained_weights_bring_their_input_normalisation(eight_people, tmp_path, channels):
+    # timm's test_efficientnet says its checkpoints expect ImageNet's mean and std; a local weights
+    # file for it (random values, written here) must make the model normalise that way, in
+    # training and, recorded in config.json, at inference.
+    from safetensors.torch import save_file
+    import timm
+
+    imagenet_mean, imagenet_std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    weights = tmp_path / "w.safetensors"
+    save_file(timm.create_model("test_efficientnet", num_classes=0).state_dict(), str(weights))
+    cfg = tiny(backbone="timm:test_efficientnet", backbone_options={"weights": str(weights)}, channels=channels,
+               epochs=1, val_fraction=0.0)
+    model = train(eight_people, cfg).model
+    want_mean = imagenet_mean if channels == 3 else (sum(imagenet_mean) / 3,)
+    want_std = imagenet_std if channels == 3 else (sum(imagenet_std) / 3,)
+    assert model.input_spec.mean == pytest.approx(want_mean) and model.input_spec.std == pytest.approx(want_std)
+    model.save(tmp_path / "m")
+    assert Embedder.load(tmp_path / "m").input_spec.mean == pytest.approx(want_mean)
+    # From random weights the same backbone keeps verikit's default normalisation.
+    scratch = train(eight_people, tiny(backbone="timm:test_efficientnet", channels=channels, epochs=1,
+                                       val_fraction=0.0)).model
+    assert scratch.input_spec.mean == (0.5,) * channels

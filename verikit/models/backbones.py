@@ -65,6 +65,25 @@ def timm_backbone(name: str | None = None, *, in_chans: int = 3, pretrained: boo
     return model
 
 
+def pretrained_normalization(backbone: Any, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The input mean and std a backbone's pretrained weights expect (timm's ``pretrained_cfg``),
+    for ``channels`` input channels, or None when the backbone does not say.
+
+    A grey (1-channel) timm model gets its first convolution's RGB filters summed, which matches
+    an RGB input whose three channels are equal only if they are normalised alike: the channel
+    average of the mean and of the std is the closest single normalisation.
+    """
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    mean, std = cfg.get("mean"), cfg.get("std")
+    if not mean or not std or len(mean) != len(std):
+        return None
+    if len(mean) == channels:
+        return tuple(float(m) for m in mean), tuple(float(s) for s in std)
+    if channels == 1:
+        return (sum(mean) / len(mean),), (sum(std) / len(std),)
+    return None
+
+
 # family -> (default architecture, accepted name prefixes, what it is)
 FAMILIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "mobilenet": ("mobilenetv3_large_100", ("mobilenetv", "mobilenet_"), "depthwise-separable MobileNet"),

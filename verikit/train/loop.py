@@ -13,6 +13,7 @@ bars and the Python API can stay quiet.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 import time
@@ -28,6 +29,7 @@ from ..calibrate.metrics import eer as equal_error_rate
 from ..calibrate.metrics import tar_at_far
 from ..errors import DataError
 from ..io import scan_identity_folders
+from ..models.backbones import pretrained_normalization
 from ..models.embedder import EMBED_FROM, TTA_MODES, Embedder
 from ..models.inference import embed_files
 from ..similarity import all_pairs, parse_measure
@@ -328,6 +330,22 @@ def _train_epoch(parts: _Parts, loader: DataLoader, cfg: TrainConfig, epoch: int
     return total_loss / max(1, steps), seen, time.perf_counter() - start
 
 
+def normalise_like_the_weights(model: Embedder, cfg: TrainConfig) -> InputSpec:
+    """The InputSpec to train with. Starting from pretrained weights (``weights`` file or hub), the
+    images are normalised with the mean and std those weights were trained with (ImageNet's for
+    most timm checkpoints), as timm's own data config would; the model records it, so inference
+    normalises the same way. From random weights, the default (0.5, 0.5) stays."""
+    spec = model.config.input_spec
+    if not (cfg.backbone_options.get("weights") or cfg.backbone_options.get("pretrained")):
+        return spec
+    norm = pretrained_normalization(model.backbone, spec.channels)
+    if norm is None:
+        return spec
+    spec = dataclasses.replace(spec, mean=norm[0], std=norm[1])
+    model.config = dataclasses.replace(model.config, input_spec=spec)
+    return spec
+
+
 def train(data_dir: str | Path, cfg: TrainConfig, *, on_step: StepCallback | None = None,
           on_epoch: EpochCallback | None = None, on_loaded: Callable[[int], None] | None = None,
           split: Split | None = None, out_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
@@ -357,6 +375,7 @@ def _train(data_dir, cfg: TrainConfig, world: World, device: torch.device, on_st
                            embed_from=cfg.embed_from,
                            # recorded in config.json: the gallery scores with the measure trained on
                            similarity=parse_measure(cfg.distance).spec).to(device)
+    spec = normalise_like_the_weights(model, cfg)
     dataset = LabelledImages(split.train, spec, augmentation(spec, cfg.augment), on_loaded=on_loaded)
     sampler = EpochSampler(lambda: build_sampler(dataset.labels, cfg.m_per_class, cfg.batch_size, len(dataset)),
                            cfg.batch_size, cfg.seed, world.rank, world.world_size)
