@@ -47,7 +47,10 @@ five); it writes ``omniglot_validation.json``. With rotations, 80 runs, 1 thread
 12 epochs 81.9% [77.1, 86.1], 17 epochs 82.4% [78.1, 86.2] (``omniglot_validation_12ep.json``,
 ``_17ep.json``): a longer schedule buys half a point. Averaging each template over the image
 and four 2-pixel shifts (test-time augmentation, tried by hand on the saved models) gave +0.9,
--0.2 and +0.8 points on 4-, 12- and 17-epoch models: not adopted. Data: ``$VERIKIT_DATA/omniglot/images_background``
+-0.2 and +0.8 points on 4-, 12- and 17-epoch models: not adopted. Mirror images as further new
+characters (``--mirrors``: 8x the classes; the step of rotations that had gained four points)
+did not help: 79.7% after 6 epochs (the images of 12 rotation-only epochs) and 81.2% after 8
+(``omniglot_validation_mirrors_6ep.json``, ``_8ep.json``). Data: ``$VERIKIT_DATA/omniglot/images_background``
 (default ``../shared/data``). Writes ``benchmarks/results/omniglot.json``.
 """
 
@@ -107,21 +110,29 @@ def train_items(root: Path, alphabets: list[str]):
     return [it for it in scan_identity_folders(root, min_images=2).items if it[0].split("/")[0] in keep]
 
 
-def rotated_classes(items, folder: Path, angles=(90, 180, 270)):
+def rotated_classes(items, folder: Path, angles=(90, 180, 270), mirror: bool = False):
     """Each training character rotated by 90, 180 and 270 degrees as three new characters (the
-    class augmentation of Vinyals et al. 2016 and Snell et al. 2017): 4x the classes. Rotated
-    copies are written as PNG under ``folder``; the one-shot runs are never rotated."""
-    from PIL import Image
+    class augmentation of Vinyals et al. 2016 and Snell et al. 2017): 4x the classes. With
+    ``mirror``, the mirror image of each of those is one more character: 8x. The copies are
+    written as PNG under ``folder``; the one-shot runs are never transformed."""
+    from PIL import Image, ImageOps
 
-    out = list(items)
+    out = list(items) if not mirror else []
     for name, path in items:
         with Image.open(path) as im:
             im = im.convert("L")
-            for a in angles:
-                target = folder / f"{name}/rot{a}".replace("/", "__") / path.name
+            views = [(f"rot{a}", im.rotate(a, expand=True)) for a in angles]
+            if mirror:
+                views = [("", im)] + views
+                views += [(f"{tag}mirror", ImageOps.mirror(v)) for tag, v in views]
+            for tag, view in views:
+                if not tag:
+                    out.append((name, path))
+                    continue
+                target = folder / f"{name}/{tag}".replace("/", "__") / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
-                im.rotate(a, expand=True).save(target)
-                out.append((f"{name}/rot{a}", target))
+                view.save(target)
+                out.append((f"{name}/{tag}", target))
     return out
 
 
@@ -170,6 +181,8 @@ def main() -> None:
                     help="recipe search: never touch the 5 test alphabets; train on 20 of the other 25 and score "
                          "the remaining 5 (a second seeded draw)")
     ap.add_argument("--save-model", type=Path, default=None)
+    ap.add_argument("--mirrors", action="store_true",
+                    help="with --rotations: also each (rotated) character's mirror image as a new character (8x)")
     ap.add_argument("--rotations", action="store_true",
                     help="add each training character rotated by 90/180/270 degrees as new characters")
     args = ap.parse_args()
@@ -200,8 +213,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryDirectory() as rot_dir:
         if args.rotations:
-            items = rotated_classes(items, Path(rot_dir))
-            print(f"with rotations: {len({n for n, _ in items})} classes, {len(items)} images", flush=True)
+            items = rotated_classes(items, Path(rot_dir), mirror=args.mirrors)
+            print(f"with rotations{' and mirrors' if args.mirrors else ''}: {len({n for n, _ in items})} classes, "
+                  f"{len(items)} images", flush=True)
         make_runs(args.data, held, args.runs, Path(tmp), way=WAY, seed=RUN_SEED)
         runs = read_runs(tmp)
 
@@ -242,7 +256,7 @@ def main() -> None:
                                                "scored instead (test alphabets unused)" if args.validate else ""),
         "runs": args.runs, "run_seed": RUN_SEED,
         "train": {"alphabets": len(trained_on), "characters": n_ids, "images": len(items),
-                  "rotated_classes": bool(args.rotations)},
+                  "rotated_classes": bool(args.rotations), "mirrored_classes": bool(args.rotations and args.mirrors)},
         "recipe": {**{k: v for k, v in cfg.__dict__.items() if k not in ("device", "workers", "val_fraction")},
                    "image_size": list(cfg.image_size)},
         "threads": args.threads, "data_workers": args.workers,
