@@ -117,18 +117,15 @@ def rotated_classes(items, folder: Path, angles=(90, 180, 270), mirror: bool = F
     written as PNG under ``folder``; the one-shot runs are never transformed."""
     from PIL import Image, ImageOps
 
-    out = list(items) if not mirror else []
+    out = [] if mirror else list(items)  # the item order each recorded run used (it steers the sampler)
     for name, path in items:
         with Image.open(path) as im:
             im = im.convert("L")
             views = [(f"rot{a}", im.rotate(a, expand=True)) for a in angles]
             if mirror:
-                views = [("", im)] + views
-                views += [(f"{tag}mirror", ImageOps.mirror(v)) for tag, v in views]
+                out.append((name, path))
+                views += [(f"{tag}mirror", ImageOps.mirror(v)) for tag, v in [("", im), *views]]
             for tag, view in views:
-                if not tag:
-                    out.append((name, path))
-                    continue
                 target = folder / f"{name}/{tag}".replace("/", "__") / path.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 view.save(target)
@@ -199,8 +196,9 @@ def main() -> None:
     held, trained_on = holdout_alphabets(args.data, args.validate)
     items = train_items(args.data, trained_on)
     n_ids = len({n for n, _ in items})
-    print(f"{'validation' if args.validate else 'held out'}: {', '.join(held)}\ntraining: {len(trained_on)} alphabets, {n_ids} characters, "
-          f"{len(items)} images; threads {args.threads}", flush=True)
+    print(f"{'validation' if args.validate else 'held out'}: {', '.join(held)}\n"
+          f"training: {len(trained_on)} alphabets, {n_ids} characters, {len(items)} images; threads {args.threads}",
+          flush=True)
 
     probe = None
     if args.epochs <= 0:
