@@ -51,7 +51,7 @@ class HaarDetector:
     """``haar:<cascade>``; see :func:`verikit_haar.create` for the options."""
 
     def __init__(self, cascade: str, *, scale_factor: float, min_neighbors: int, min_size: tuple[int, int] | None,
-                 max_size: tuple[int, int] | None, eyes: bool, equalize: bool, border: float = 0.0) -> None:
+                 max_size: tuple[int, int] | None, eyes: bool, equalize: bool, border: float) -> None:
         self.cascade = cascade
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
