@@ -5,8 +5,9 @@ on batches of images: the detector finds boxes (no detector: the whole image is 
 the :class:`~verikit.pipeline.settings.FacePolicy` decides which faces to keep (no face: a failure
 naming the file; several: ``largest``, ``all`` or ``error``), the segmenter's masks replace the
 background (:mod:`verikit.pipeline.segmentation`), and each kept box becomes a crop (margin, eyes
-levelled), optionally saved so a person can see what was embedded. The settings themselves and the
-gallery's record of them live in :mod:`verikit.pipeline.settings`.
+levelled, or the face chip of :mod:`verikit.pipeline.alignment` when the detector gives 68
+landmarks), optionally saved so a person can see what was embedded. The settings themselves and
+the gallery's record of them live in :mod:`verikit.pipeline.settings`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import DataError, ImageError
 from ..structures import Detections
+from .alignment import face_chip, ibug68_points
 from .segmentation import run_segmenter, suppress_background, whole_image
 from .settings import FacePolicy, PipelineSettings
 
@@ -131,14 +133,18 @@ class FaceCropper:
             image_masks = mask_of[id(item)]
             crops = []
             for i in range(len(dets)):
-                eyes = None
+                eyes, points = None, None
                 if self.settings.align:
+                    points = ibug68_points(dets, i)
                     left, right = dets.landmark(i, "left_eye"), dets.landmark(i, "right_eye")
                     eyes = (left, right) if left is not None and right is not None else None
                 # Mask the whole image first, then crop: the margin around the box is background too.
                 source_image = image if image_masks is None else \
                     suppress_background(image, image_masks.masks[i], self.settings.background)
-                img, aligned = crop_face(source_image, dets.boxes[i], eyes, self.settings.crop_margin)
+                if points is not None:  # 68 landmarks: the full similarity alignment onto the mean face
+                    img, aligned = face_chip(source_image, points, self.settings.crop_margin), True
+                else:
+                    img, aligned = crop_face(source_image, dets.boxes[i], eyes, self.settings.crop_margin)
                 crop = Crop(Path(source), i, len(dets), img, tuple(float(v) for v in dets.boxes[i]),
                             float(dets.scores[i]), aligned)
                 self._save(crop)
