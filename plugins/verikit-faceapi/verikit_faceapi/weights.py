@@ -86,8 +86,10 @@ def convert(model_dir: str | os.PathLike, dest: str | os.PathLike | None = None)
         except (KeyError, RuntimeError) as exc:
             raise ModelError(f"'{model_dir / manifest}' is not face-api.js's {network} network: {one_line(exc)}") from exc
         dest.mkdir(parents=True, exist_ok=True)
+        # One metadata key: safetensors writes a map's keys in no fixed order, and the same weights
+        # must give the same bytes (a gallery records the file's digest).
         data = save({k: v.contiguous() for k, v in net.state_dict().items()},
-                    metadata={"source": f"{PACKAGE}@{VERSION} model/{manifest}", "network": network})
+                    metadata={"source": f"{PACKAGE}@{VERSION} model/{manifest}"})
         written.append(write_atomic(dest / target, data))
     return written
 
