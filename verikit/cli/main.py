@@ -11,8 +11,8 @@ import sys
 
 import typer
 
-from . import (benchmark, calibrate, classify, demo, detect, enroll, gallery, oneshot, pair_head, plugins, query,
-               report, train)
+from . import (benchmark, calibrate, classify, demo, detect, enroll, ensemble, gallery, oneshot, pair_head, plugins,
+               query, report, train)
 
 app = typer.Typer(
     name="verikit",
@@ -33,6 +33,7 @@ app.add_typer(benchmark.app, name="benchmark")
 app.add_typer(classify.app, name="classify")
 app.add_typer(pair_head.app, name="pair-head")
 app.command()(report.report)
+app.command()(ensemble.ensemble)
 benchmark.app.command("detection")(detect.benchmark_detection)
 benchmark.app.command("oneshot")(oneshot.oneshot)
 from . import detect_train  # noqa: E402 - kept beside its registration lines
