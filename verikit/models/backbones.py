@@ -66,13 +66,19 @@ def timm_backbone(name: str | None = None, *, in_chans: int = 3, pretrained: boo
 
 
 def pretrained_normalization(backbone: Any, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-    """The input mean and std a backbone's pretrained weights expect (timm's ``pretrained_cfg``),
-    for ``channels`` input channels, or None when the backbone does not say.
+    """The input mean and std a backbone's pretrained weights expect, for ``channels`` input
+    channels, or None when the backbone does not say: its declared ``input_spec`` (a plugin
+    backbone that knows its inputs), else timm's ``pretrained_cfg``.
 
     A grey (1-channel) timm model gets its first convolution's RGB filters summed, which matches
     an RGB input whose three channels are equal only if they are normalised alike: the channel
     average of the mean and of the std is the closest single normalisation.
     """
+    from ..interfaces import input_spec_of
+
+    declared = input_spec_of(backbone)
+    if declared is not None and declared.channels == channels:
+        return tuple(declared.mean), tuple(declared.std)
     cfg = getattr(backbone, "pretrained_cfg", None) or {}
     mean, std = cfg.get("mean"), cfg.get("std")
     if not mean or not std or len(mean) != len(std):

@@ -242,3 +242,29 @@ def test_real_landmarks_agree_with_haar_eyes_and_the_descriptor_tells_people_apa
     same = min(e[0] @ e[1], e[2] @ e[3])
     different = max(e[i] @ e[j] for i in (0, 1) for j in (2, 3))
     assert same > different, (same, different)
+
+
+def test_training_from_the_pretrained_descriptor_uses_its_normalisation(fake, tmp_path):
+    """verikit train with faceapi:dlib_resnet from weights: the model records the backbone's own
+    mean and std (not verikit's 0.5 / 0.5), and a frozen backbone keeps the pretrained weights."""
+    from PIL import Image
+
+    from verikit.train.data import Split
+    from verikit.train.loop import TrainConfig, train
+
+    _, _, root = fake
+    file = str(root / "weights" / "dlib_resnet.safetensors")
+    items = []
+    for person in range(4):
+        for k in range(4):
+            path = tmp_path / f"p{person}_{k}.png"
+            Image.fromarray(np.random.default_rng(person * 10 + k).integers(0, 255, (104, 104, 3), np.uint8)).save(path)
+            items.append((f"p{person}", path))
+    cfg = TrainConfig(backbone="faceapi:dlib_resnet", backbone_options={"weights": file}, image_size=(104, 104),
+                      channels=3, embedding_size=16, loss="normalized_softmax", batch_size=8, m_per_class=2,
+                      epochs=1, freeze_epochs=1, val_fraction=0.0, device="cpu", workers=0, augment="none")
+    model = train(None, cfg, split=Split(items, [])).model
+    declared = create_backbone(weights=file).input_spec
+    assert model.config.input_spec.mean == declared.mean and model.config.input_spec.std == (1.0, 1.0, 1.0)
+    pretrained = create_backbone(weights=file).state_dict()
+    assert all(torch.equal(v, pretrained[k]) for k, v in model.backbone.state_dict().items())
