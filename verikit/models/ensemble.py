@@ -53,6 +53,7 @@ def ensemble_backbone(name: str | None = None, *, members: Sequence[dict] | None
 
     Builds each member's architecture (weights come from the ensemble's own weights file).
     """
+    from ..registry import backbones
     from .embedder import Embedder, ModelConfig
 
     if name:
@@ -64,7 +65,6 @@ def ensemble_backbone(name: str | None = None, *, members: Sequence[dict] | None
     built = []
     for i, cfg in enumerate(members):
         config = ModelConfig.from_json_bytes(json.dumps(cfg).encode(), f"ensemble member {i}")
-        from ..registry import backbones
         net = backbones.create(config.backbone, in_chans=config.input_spec.channels, **config.backbone_options)
         built.append(Embedder(config, net))
     check_members(built)
