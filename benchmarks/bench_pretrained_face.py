@@ -18,9 +18,13 @@ descriptor, ``embed_from: pooled``), each single view and mirror-averaged:
 * ORL after ``verikit train`` on the s1-s30 chips from the pretrained descriptor (backbone frozen,
   or unfrozen at a tenth of the learning rate after the neck), templates from the trained neck
   and from the descriptor under it.
+* The Yale Face Database (``yalefaces``): all 15 people x 11 conditions (centre / left / right
+  light, expressions, glasses), all pairs: the whole photo, Haar crops and landmark chips.
 * Extended Yale B (cropped), the last 10 of 38 people (the test people of ``bench_accuracy.py``),
   all pairs: whole image vs landmark chips (``boxes: none``: the photos are face crops already,
-  and many are too dark for Haar); also with verikit's histogram equalisation of the chips.
+  and many are too dark for Haar); also with verikit's histogram equalisation of the chips, and
+  with the landmark network shown an equalised copy (the detector's ``equalize`` option; off by
+  default, and measured on every set here).
 * The landmark network itself on dlib_faces' ``*_with_face_landmarks.xml`` (43 faces): the mean
   distance of its 68 points from those dlib's own 68-point predictor gave, over the outer eye
   corners' distance, given the annotated boxes; baseline: dlib's mean face fitted into the box.
@@ -192,7 +196,7 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--boot", type=int, default=1000)
-    ap.add_argument("--datasets", default="orl,train,yale,landmarks")
+    ap.add_argument("--datasets", default="orl,train,yalefaces,yale,landmarks")
     ap.add_argument("--train-epochs", type=int, default=10, help="epochs of the s1-s30 training rows")
     ap.add_argument("--results", type=Path, default=RESULTS / "pretrained_face.json")
     args = ap.parse_args()
@@ -213,13 +217,25 @@ def main() -> None:
                   "Haar crop": PipelineSettings("haar", align=False),
                   "Haar crop, eyes levelled": PipelineSettings("haar"),
                   "landmark chip, margin 0.25": PipelineSettings("faceapi", crop_margin=0.25),
-                  "landmark chip, margin 0.2 (verikit default)": PipelineSettings("faceapi")}
+                  "landmark chip, margin 0.2 (verikit default)": PipelineSettings("faceapi"),
+                  "landmark chip, margin 0.25, landmarks found on the equalised image":
+                      PipelineSettings("faceapi", {"equalize": True}, crop_margin=0.25)}
         out["rows"] += verification_rows("ORL s31-s40", orl_split().val, inputs, models, args.boot)
     if "train" in sets:
         out["rows"] += trained_on_s1_s30(PipelineSettings("faceapi", crop_margin=0.25), args.boot, args.train_epochs)
+    if "yalefaces" in sets and (SHARED / "yalefaces").is_dir():
+        # Yale Face Database: 15 people x 11 conditions (lighting, expressions, glasses), faces small in the frame
+        items = sorted((p.name.split(".")[0], p) for p in (SHARED / "yalefaces").iterdir() if p.name.startswith("subject"))
+        inputs = {"whole image": None, "Haar crop, eyes levelled": PipelineSettings("haar"),
+                  "landmark chip, margin 0.25": PipelineSettings("faceapi", crop_margin=0.25),
+                  "landmark chip, margin 0.25, landmarks found on the equalised image":
+                      PipelineSettings("faceapi", {"equalize": True}, crop_margin=0.25)}
+        out["rows"] += verification_rows("Yale faces, all 15 people", items, inputs, models, args.boot)
     if "yale" in sets and (SHARED / "cropped_yale_b").is_dir():
         inputs = {"whole image": None,
-                  "landmark chip, margin 0.25": PipelineSettings("faceapi", {"boxes": "none"}, crop_margin=0.25)}
+                  "landmark chip, margin 0.25": PipelineSettings("faceapi", {"boxes": "none"}, crop_margin=0.25),
+                  "landmark chip, margin 0.25, landmarks found on the equalised image":
+                      PipelineSettings("faceapi", {"boxes": "none", "equalize": True}, crop_margin=0.25)}
         # Yale B's lighting: also the model with verikit's histogram equalisation (InputSpec.equalize)
         equalised = Embedder.build("faceapi:dlib_resnet", input_spec=replace(descriptor_input_spec(), equalize="histogram"),
                                    backbone_options={"pretrained": True}, embed_from="pooled", tta="hflip").eval()

@@ -186,7 +186,14 @@ def test_detector_contract_landmarks_and_options(fake):
     haar = create_detector(weights=file)
     check_detector(haar)
     assert len(haar.detect([face])[0]) == 1  # the Haar box (with its border search) on an ORL photo
+    # equalize: the landmark network sees the equalised image (so other points), the boxes stay
+    dark = face.point(lambda v: v // 4)
+    plain, equalised = whole.detect([dark])[0], create_detector(None, weights=file, equalize=True).detect([dark])[0]
+    assert np.array_equal(plain.boxes, equalised.boxes) and not np.allclose(plain.landmarks, equalised.landmarks)
+    from PIL import ImageOps
+    assert np.allclose(equalised.landmarks, whole.detect([ImageOps.equalize(dark)])[0].landmarks, atol=1e-4)
     for bad, match in [(dict(margin=-0.1), "margin must be between 0 and 1"),
+                       (dict(equalize="yes"), "equalize must be true or false"),
                        (dict(boxes="faceapi"), "cannot be faceapi itself"),
                        (dict(boxes=None, box_options={"eyes": False}), "needs a box detector"),
                        (dict(box_options=[1]), "box_options must be an object")]:

@@ -59,14 +59,16 @@ def descriptor_input_spec(channels: int = 3):
 
 
 def create_detector(boxes: str | None = "haar", *, box_options: dict[str, Any] | None = None,
-                    weights: str | None = None, margin: float = 0.2):
+                    weights: str | None = None, margin: float = 0.2, equalize: bool = False):
     """Entry-point factory for ``faceapi``; every option is JSON-serialisable.
 
     ``boxes`` is the verikit detector spec that finds the faces (``haar`` by default, with
     ``box_options``); ``None`` or ``"none"`` takes the whole image as the face (photos already
     cropped to one face). ``margin`` grows each box by that fraction per side before the
-    landmark network sees it. ``weights``: the landmark network's safetensors file (default:
-    the file ``python -m verikit_faceapi fetch`` writes).
+    landmark network sees it. ``equalize`` shows the landmark network a histogram-equalised
+    copy of the image (for dark photos; the crops are cut from the image as given). ``weights``:
+    the landmark network's safetensors file (default: the file ``python -m verikit_faceapi
+    fetch`` writes).
     """
     import math
 
@@ -78,6 +80,8 @@ def create_detector(boxes: str | None = "haar", *, box_options: dict[str, Any] |
 
     if not (isinstance(margin, (int, float)) and math.isfinite(margin) and 0.0 <= margin <= 1.0):
         raise PluginError(f"faceapi option margin must be between 0 and 1, got {margin!r}")
+    if not isinstance(equalize, bool):
+        raise PluginError(f"faceapi option equalize must be true or false, got {equalize!r}")
     if box_options is not None and not isinstance(box_options, dict):
         raise PluginError(f"faceapi option box_options must be an object of detector options, got {box_options!r}")
     if boxes in (None, "none"):
@@ -88,4 +92,4 @@ def create_detector(boxes: str | None = "haar", *, box_options: dict[str, Any] |
         raise PluginError("faceapi option boxes cannot be faceapi itself")
     else:
         box_detector = detectors.create(str(boxes), **(box_options or {}))
-    return FaceApiLandmarkDetector(load_network("landmarks", weights), box_detector, float(margin))
+    return FaceApiLandmarkDetector(load_network("landmarks", weights), box_detector, float(margin), equalize)

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from PIL import ImageOps
 
 from verikit.pipeline.alignment import IBUG68_NAMES
 from verikit.structures import Detections
@@ -42,12 +43,16 @@ def square_input(image: Any, box: Sequence[float]) -> tuple[torch.Tensor, float,
 
 
 class FaceApiLandmarkDetector:
-    """Boxes from ``box_detector`` (None: the whole image is the face), 68 landmarks per box."""
+    """Boxes from ``box_detector`` (None: the whole image is the face), 68 landmarks per box.
+    With ``equalize`` the landmark network sees a histogram-equalised copy of each image (dark
+    or low-contrast photos); the boxes, and the crops verikit cuts, come from the image as given."""
 
-    def __init__(self, net: torch.nn.Module, box_detector: Any, margin: float, batch_size: int = 32) -> None:
+    def __init__(self, net: torch.nn.Module, box_detector: Any, margin: float, equalize: bool = False,
+                 batch_size: int = 32) -> None:
         self.net = net.eval()
         self.box_detector = box_detector
         self.margin = margin
+        self.equalize = equalize
         self.batch_size = batch_size
 
     def _boxes(self, images: Sequence[Any]) -> list[Detections]:
@@ -62,8 +67,9 @@ class FaceApiLandmarkDetector:
         if not images:
             return []
         found = self._boxes(images)
+        seen = [ImageOps.equalize(im.convert("RGB")) for im in images] if self.equalize else images
         jobs = [(k, i) for k, dets in enumerate(found) for i in range(len(dets))]
-        inputs = [square_input(images[k], expand_box(found[k].boxes[i], self.margin, images[k].size))
+        inputs = [square_input(seen[k], expand_box(found[k].boxes[i], self.margin, images[k].size))
                   for k, i in jobs]
         points: list[np.ndarray] = []
         for start in range(0, len(inputs), self.batch_size):
