@@ -48,6 +48,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from verikit.models.inference import embed_images
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_accuracy import SHARED, fmt, orl_split, raw_pixels, score, yale_split  # noqa: E402
 
@@ -56,30 +58,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def crops_of(paths: list[Path], settings) -> tuple[list[Image.Image], int]:
     """verikit's crop of each file (largest face); the whole image where none is found, so every
-    test image is scored. Returns (images, how many had no face)."""
+    test image is scored. ``settings`` None: the whole images. Returns (images, how many had no face)."""
     from verikit.io import load_image
     from verikit.pipeline.detection import FaceCropper
 
-    cropper = FaceCropper(settings) if settings is not None else None
-    images, missed = [], 0
-    for p in paths:
-        image = load_image(p)
-        result = cropper.crops_of_images([image], [p])[0] if cropper else [None]
-        if isinstance(result, list) and result and result[0] is not None:
-            images.append(result[0].image)
-        else:
-            images.append(image)
-            missed += cropper is not None
-    return images, missed
-
-
-@torch.inference_mode()
-def templates(model, images: list[Image.Image], batch: int = 64) -> np.ndarray:
-    from verikit.models.preprocess import to_tensor_transform
-
-    t = to_tensor_transform(model.input_spec)
-    return np.concatenate([model(torch.stack([t(im) for im in images[i:i + batch]])).numpy()
-                           for i in range(0, len(images), batch)])
+    images = [load_image(p) for p in paths]
+    if settings is None:
+        return images, 0
+    results = FaceCropper(settings).crops_of_images(images, paths)
+    found = [r[0].image if isinstance(r, list) and r else None for r in results]
+    return [f if f is not None else im for f, im in zip(found, images)], sum(f is None for f in found)
 
 
 def verification_rows(title: str, items, inputs: dict, models: dict, boot: int) -> list[dict]:
@@ -95,7 +83,7 @@ def verification_rows(title: str, items, inputs: dict, models: dict, boot: int) 
         for view, model in models.items():
             start = time.perf_counter()
             row = {"dataset": title, "input": f"{name}, {view}", "no_face_found": missed,
-                   **score(templates(model, images), labels, boot),
+                   **score(embed_images(model, images), labels, boot),
                    "images_per_s": round(len(images) / (crop_s + time.perf_counter() - start), 1)}
             rows.append(row)
             note = f"  ({missed} without a face: whole image)" if missed else ""
@@ -148,7 +136,7 @@ def trained_on_s1_s30(settings, boot: int, epochs: int) -> list[dict]:
                 model.config = dataclasses.replace(model.config, embed_from=layer, tta="hflip")
                 row = {"dataset": "ORL s31-s40, trained on s1-s30", "input": f"{name}; templates from the {layer}",
                        "epochs": epochs, "train_seconds": round(seconds, 1),
-                       **score(templates(model, test_images), labels, boot)}
+                       **score(embed_images(model, test_images), labels, boot)}
                 rows.append(row)
                 print(f"  {row['input']:52s} {fmt(row)}  ({seconds:.0f} s of training)", flush=True)
     return rows

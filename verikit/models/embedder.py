@@ -137,6 +137,12 @@ class Embedder(nn.Module):
                           embed_from=embed_from)
         return cls(cfg, net)
 
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "Embedder":
+        """The architectures ``config`` describes, with fresh weights (a saved model's are loaded next)."""
+        net = backbones.create(config.backbone, in_chans=config.input_spec.channels, **config.backbone_options)
+        return cls(config, net)
+
     @property
     def input_spec(self) -> InputSpec:
         return self.config.input_spec
@@ -204,9 +210,8 @@ class Embedder(nn.Module):
         if not cfg_path.is_file() or not w_path.is_file():
             raise ModelError(f"'{d}' is not a verikit model: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
         config_bytes, weights_bytes = cfg_path.read_bytes(), w_path.read_bytes()
-        config = ModelConfig.from_json_bytes(config_bytes, str(cfg_path))
-        net = backbones.create(config.backbone, in_chans=config.input_spec.channels, **config.backbone_options)
-        model = cls(config, net)
+        model = cls.from_config(ModelConfig.from_json_bytes(config_bytes, str(cfg_path)))
+        config = model.config
         try:
             state = load_safetensors(weights_bytes)
             model.load_state_dict(state, strict=True)

@@ -53,7 +53,6 @@ def ensemble_backbone(name: str | None = None, *, members: Sequence[dict] | None
 
     Builds each member's architecture (weights come from the ensemble's own weights file).
     """
-    from ..registry import backbones
     from .embedder import Embedder, ModelConfig
 
     if name:
@@ -62,14 +61,12 @@ def ensemble_backbone(name: str | None = None, *, members: Sequence[dict] | None
         raise ModelError(f"unknown ensemble option(s): {', '.join(sorted(options))}")
     if not members or len(members) < 2:
         raise ModelError("an ensemble needs the configs of at least two member models")
-    built = []
-    for i, cfg in enumerate(members):
-        config = ModelConfig.from_json_bytes(json.dumps(cfg).encode(), f"ensemble member {i}")
-        net = backbones.create(config.backbone, in_chans=config.input_spec.channels, **config.backbone_options)
-        built.append(Embedder(config, net))
+    configs = [ModelConfig.from_json_bytes(json.dumps(cfg).encode(), f"ensemble member {i}")
+               for i, cfg in enumerate(members)]
+    if configs[0].input_spec.channels != in_chans:  # checked before any network is built
+        raise ModelError(f"the ensemble's members read {configs[0].input_spec.channels}-channel images, not {in_chans}")
+    built = [Embedder.from_config(c) for c in configs]
     check_members(built)
-    if built[0].input_spec.channels != in_chans:
-        raise ModelError(f"the ensemble's members read {built[0].input_spec.channels}-channel images, not {in_chans}")
     return EnsembleBackbone(built)
 
 

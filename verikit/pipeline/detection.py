@@ -136,6 +136,7 @@ class FaceCropper:
                 eyes, points = None, None
                 if self.settings.align:
                     points = ibug68_points(dets, i)
+                if self.settings.align and points is None:
                     left, right = dets.landmark(i, "left_eye"), dets.landmark(i, "right_eye")
                     eyes = (left, right) if left is not None and right is not None else None
                 # Mask the whole image first, then crop: the margin around the box is background too.

@@ -226,6 +226,7 @@ needs_real = pytest.mark.skipif(not all((REAL / n[2]).is_file() for n in NETWORK
 
 @needs_real
 def test_real_landmarks_agree_with_haar_eyes_and_the_descriptor_tells_people_apart():
+    from verikit.models.inference import embed_images
     from verikit.pipeline.detection import FaceCropper
     from verikit.pipeline.settings import PipelineSettings
 
@@ -233,19 +234,19 @@ def test_real_landmarks_agree_with_haar_eyes_and_the_descriptor_tells_people_apa
     images = [load_image(p) for p in paths]
     haar = detectors.create("haar").detect(images)
     marks = create_detector().detect(images)
+    compared = 0
     for h, m in zip(haar, marks):
-        if h.landmark(0, "left_eye") is None:
-            continue
+        if h.landmark(0, "left_eye") is None or h.landmark(0, "right_eye") is None:
+            continue  # Haar's eye search may miss; the landmark network is checked where it did not
         iod = np.hypot(*np.subtract(h.landmark(0, "right_eye"), h.landmark(0, "left_eye")))
         for eye in ("left_eye", "right_eye"):
             assert np.hypot(*np.subtract(m.landmark(0, eye), h.landmark(0, eye))) < 0.25 * iod
+        compared += 1
+    assert compared >= 2, "Haar found both eyes in fewer than two of the four photos"
     crops = FaceCropper(PipelineSettings("faceapi", crop_margin=0.25)).crops_of_images(images, paths)
     model = Embedder.build("faceapi:dlib_resnet", input_spec=create_backbone().input_spec,
                            backbone_options={"pretrained": True}, embed_from="pooled").eval()
-    from verikit.models.preprocess import to_tensor_transform
-    t = to_tensor_transform(model.input_spec)
-    with torch.inference_mode():
-        e = model(torch.stack([t(c[0].image) for c in crops])).numpy()
+    e = embed_images(model, [c[0].image for c in crops])
     same = min(e[0] @ e[1], e[2] @ e[3])
     different = max(e[i] @ e[j] for i in (0, 1) for j in (2, 3))
     assert same > different, (same, different)
