@@ -9,11 +9,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.verikit-installed
 PLUGINS := $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
 
-.PHONY: demo test bench clean-demo help
+.PHONY: demo test fuzz bench clean-demo help
 
 help:
 	@echo "make demo   - train, calibrate, enroll, verify and search on the bundled ORL faces"
 	@echo "make test   - run the test suite"
+	@echo "make fuzz   - the property-based fuzz tests with the long hypothesis profile (minutes)"
 	@echo "make bench  - run the benchmarks in benchmarks/ (minutes; see benchmarks/README.md)"
 
 $(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLUGINS))
@@ -27,6 +28,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

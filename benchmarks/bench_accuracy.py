@@ -24,7 +24,7 @@ and with templates read from the pooled backbone features under the neck (``embe
 ``verikit train --embed-from pooled``; mirrored too).
 
 Scoring is what ``verikit benchmark`` does: cosine of L2-normalised embeddings, EER and TAR at
-FAR 1e-2 / 1e-3 from :func:`verikit.calibrate.evaluation.evaluate_verification` with its
+FAR 1e-2 / 1e-3 from :func:`verikit.evaluate.evaluation.evaluate_verification` with its
 subject-bootstrap 95% interval (1,000 replicates over test people). The baseline, scored the
 same way in the same run: raw pixels (grey, area-downsampled to 16x16, flattened, L2-normalised).
 
@@ -59,12 +59,13 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from verikit.calibrate.evaluation import evaluate_verification, pair_scores
+from verikit.evaluate.evaluation import evaluate_verification, pair_scores
 from verikit.io import scan_identity_folders
 from verikit.models.embedder import Embedder
 from verikit.models.inference import embed_files
 from verikit.train.data import Split
-from verikit.train.loop import TrainConfig, train
+from verikit.train.config import TrainConfig
+from verikit.train.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -181,7 +182,7 @@ def main() -> None:
            "backbone": BACKBONE, "backbone_options": OPTIONS, "pretrained": False,
            "recipe": "grey 64x64, 128-d, batch 32 (m=4), AdamW 2e-3, warm-up 1 + cosine, strong augmentation, tta hflip; seeds: see rows",
            "baseline": f"raw pixels: grey, box-downsampled to {RAW_SIZE}x{RAW_SIZE}, flattened, L2-normalised; cosine",
-           "scoring": "all pairs, cosine; EER / TAR@FAR from verikit.calibrate.evaluation.evaluate_verification, "
+           "scoring": "all pairs, cosine; EER / TAR@FAR from verikit.evaluate.evaluation.evaluate_verification, "
                       f"subject bootstrap {args.bootstrap} replicates, 95% percentile interval",
            "datasets": {}, "rows": []}
     modes = [m for m in args.equalize.split(",") if m]

@@ -25,7 +25,8 @@ import torch
 
 from verikit.io import scan_identity_folders
 from verikit.train.data import Split
-from verikit.train.loop import TrainConfig, train, validate
+from verikit.train.config import TrainConfig
+from verikit.train.loop import train, validate
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -39,7 +39,8 @@ def people_dir(people: list[str], root: Path) -> Path:
 
 def train_orl_embedder(out: Path, seed: int = 0) -> Path:
     """The embedder of both ORL benchmarks: trained on s1-s20 only (settings: TRAIN_COMMAND)."""
-    from verikit.train.loop import TrainConfig, train
+    from verikit.train.config import TrainConfig
+    from verikit.train.loop import train
 
     data = people_dir(EMBEDDER_PEOPLE, Path(tempfile.mkdtemp()) / "s1-s20")
     cfg = TrainConfig(backbone="timm:resnet18", backbone_options={"channels": [32, 64, 128, 256]},

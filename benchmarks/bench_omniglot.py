@@ -4,7 +4,7 @@ Five background alphabets with at least 20 characters are held out, chosen by a 
 (``random.Random(0).sample`` of the sorted eligible names -- fixed before any result was seen);
 training uses every character of the other 25 as an identity (``Alphabet/characterNN``).
 ``--runs`` runs (default 40) are built on the held-out alphabets with a fixed seed in the
-official layout (:func:`verikit.calibrate.oneshot.make_runs`): 20 characters of one alphabet,
+official layout (:func:`verikit.evaluate.oneshot.make_runs`): 20 characters of one alphabet,
 one drawer's images as the one-shot examples, another drawer's as the queries. Scored by
 nearest one-shot example under the model's similarity; accuracy = 1 - Lake's mean run error,
 with a 95% percentile bootstrap over runs.
@@ -75,11 +75,12 @@ from pathlib import Path
 
 import torch
 
-from verikit.calibrate.oneshot import make_runs, model_embed_fn, pixel_embed_fn, read_runs, score_runs
+from verikit.evaluate.oneshot import make_runs, model_embed_fn, pixel_embed_fn, read_runs, score_runs
 from verikit.io import scan_identity_folders
 from verikit.models.embedder import Embedder
 from verikit.train.data import Split
-from verikit.train.loop import TrainConfig, train
+from verikit.train.config import TrainConfig
+from verikit.train.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"

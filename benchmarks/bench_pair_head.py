@@ -33,9 +33,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     args = ap.parse_args()
 
-    from verikit.calibrate.metrics import eer, tar_at_far
+    from verikit.evaluate.metrics import eer, tar_at_far
     from verikit.models.embedder import Embedder
-    from verikit.similarity import all_pairs
+    from verikit.evaluate.pairs import all_pairs
     from verikit.train.pair_head import PairHeadConfig, pair_head_scores, train_head
 
     model = Embedder.load(args.model or train_orl_embedder(Path(tempfile.mkdtemp()) / "orl-s1-s20"))

@@ -112,7 +112,8 @@ def trained_on_s1_s30(settings, boot: int, epochs: int) -> list[dict]:
     import tempfile
 
     from verikit.train.data import Split
-    from verikit.train.loop import TrainConfig, train
+    from verikit.train.config import TrainConfig
+    from verikit.train.loop import train
 
     split = orl_split()
     rows = []

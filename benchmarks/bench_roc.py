@@ -1,7 +1,7 @@
 """ROC benchmark: EER + TAR at six FARs + AUC on 10M scores, verikit versus scikit-learn, one run.
 
-* verikit: :func:`verikit.calibrate.summary.roc_summary` (each class sorted once, then binary
-  searches; exact values) and, for reference, :func:`verikit.calibrate.metrics.roc` (the full
+* verikit: :func:`verikit.evaluate.summary.roc_summary` (each class sorted once, then binary
+  searches; exact values) and, for reference, :func:`verikit.evaluate.metrics.roc` (the full
   curve at every distinct score).
 * baseline: what a user writes with scikit-learn -- ``roc_curve(y, s)`` on the concatenated
   scores, ``np.interp`` for TAR at each FAR, ``argmin |FNR - FPR|`` for EER, ``auc(fpr, tpr)``.
@@ -12,7 +12,7 @@
   differ from any achievable operating point.
 * peak memory: tracemalloc peak of each call versus the bytes of the two score arrays (target
   <= 3x).
-* streaming: :class:`verikit.calibrate.streaming.HistogramRoc` fed in 1M-score chunks, with the
+* streaming: :class:`verikit.evaluate.streaming.HistogramRoc` fed in 1M-score chunks, with the
   bounds it states checked against the exact values.
 
 Run: ``.venv/bin/python benchmarks/bench_roc.py`` (about a minute; ``--n 1000000`` for a quick
@@ -64,14 +64,14 @@ def peak_bytes(fn) -> int:
 
 
 def verikit_summary(g, i):
-    from verikit.calibrate.summary import roc_summary
+    from verikit.evaluate.summary import roc_summary
 
     r = roc_summary(g, i, FARS)
     return {"tar": list(r.tars), "eer": r.eer, "auc": r.auc}
 
 
 def verikit_full_roc(g, i):
-    from verikit.calibrate.metrics import eer, roc, tar_at_far
+    from verikit.evaluate.metrics import eer, roc, tar_at_far
 
     curve = roc(g, i)
     return {"points": len(curve), "tar": tar_at_far(g, i, FARS).tolist(), "eer": eer(g, i)[0]}
@@ -111,7 +111,7 @@ def exact_from_sklearn(g, i):
 
 
 def streaming(g, i, chunk: int = 1_000_000):
-    from verikit.calibrate.streaming import HistogramRoc
+    from verikit.evaluate.streaming import HistogramRoc
 
     h = HistogramRoc()
     for s in range(0, max(g.size, i.size), chunk):
@@ -121,7 +121,7 @@ def streaming(g, i, chunk: int = 1_000_000):
 
 def run(n: int, dtype, repeats: int) -> dict:
     import sklearn.metrics  # noqa: F401  (import outside the timed region)
-    import verikit.calibrate.summary  # noqa: F401
+    import verikit.evaluate.summary  # noqa: F401
 
     g, i = make_scores(n, 0.1, dtype)
     data_bytes = g.nbytes + i.nbytes

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from verikit.detect.annotations import load_annotations
+from verikit.evaluate.detection.annotations import load_annotations
 from verikit.io import load_image
 from verikit.registry import segmenters
 from verikit.segment.base import context_region, image_tensor, resize_batch

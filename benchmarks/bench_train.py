@@ -36,7 +36,8 @@ from verikit.io import scan_identity_folders
 from verikit.models.embedder import Embedder
 from verikit.structures import InputSpec
 from verikit.train.data import Split
-from verikit.train.loop import TrainConfig, train, validate
+from verikit.train.config import TrainConfig
+from verikit.train.loop import train, validate
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 # The real datasets live beside the project (../shared/data), never inside it.
 _DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

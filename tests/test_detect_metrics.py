@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from verikit.detect.annotations import load_annotations
-from verikit.detect.metrics import average_precision, detection_metrics, iou_matrix
+from verikit.evaluate.detection.annotations import load_annotations
+from verikit.evaluate.detection.metrics import average_precision, detection_metrics, iou_matrix
 from verikit.errors import DataError
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from verikit.errors import DataError
-from verikit.similarity import MEASURES, all_pairs, parse_measure
+from verikit.evaluate.pairs import all_pairs
+from verikit.similarity import MEASURES, parse_measure
 from verikit.train.distances import build_distance
 
 # Unit vectors in 2-D, chosen so every distance is easy to work out by hand.
@@ -147,7 +148,8 @@ def test_model_trained_with_rbf_gives_gallery_scores_exp_of_squared_distance(syn
     from verikit.models.embedder import Embedder
     from verikit.models.inference import embed_files
     from verikit.pipeline.operations import enroll, open_gallery_for, verify
-    from verikit.train.loop import TrainConfig, train
+    from verikit.train.config import TrainConfig
+    from verikit.train.loop import train
 
     sigma = 0.7
     cfg = TrainConfig(backbone="timm:test_resnet", embedding_size=16, image_size=(32, 32), epochs=1, batch_size=8,

@@ -20,7 +20,8 @@ from verikit.models.preprocess import base_steps, to_tensor_transform
 from verikit.structures import InputSpec
 from verikit.train.config import config_from_dict
 from verikit.train.data import LabelledImages, augmentation
-from verikit.train.loop import TrainConfig, train
+from verikit.train.config import TrainConfig
+from verikit.train.loop import train
 
 SIZE = (32, 32)
 

@@ -9,11 +9,11 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from verikit.calibrate import bootstrap as B
-from verikit.calibrate import streaming as S
-from verikit.calibrate.bootstrap import WeightedScores, paired_bootstrap, subject_bootstrap
-from verikit.calibrate.metrics import eer, tar_at_far, wilson_interval
-from verikit.calibrate.streaming import HistogramRoc
+from verikit.evaluate import bootstrap as B
+from verikit.evaluate import streaming as S
+from verikit.evaluate.bootstrap import WeightedScores, paired_bootstrap, subject_bootstrap
+from verikit.evaluate.metrics import eer, tar_at_far, wilson_interval
+from verikit.evaluate.streaming import HistogramRoc
 from verikit.errors import DataError
 
 FARS = [0.5, 0.1, 0.01, 1.0]

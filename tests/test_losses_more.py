@@ -107,7 +107,8 @@ def test_new_proxy_losses_need_identities_and_the_cosine(name):
 def test_loop_gives_the_new_proxies_to_the_optimizer(name):
     from verikit.models.embedder import Embedder
     from verikit.structures import InputSpec
-    from verikit.train.loop import TrainConfig, build_optimizer
+    from verikit.train.config import TrainConfig
+    from verikit.train.loop import build_optimizer
 
     model = Embedder.build("timm:test_resnet", embedding_size=8, input_spec=InputSpec(size=(32, 32)))
     fn = build_loss(name, num_classes=4, embedding_size=8)
@@ -118,7 +119,8 @@ def test_loop_gives_the_new_proxies_to_the_optimizer(name):
 @pytest.mark.parametrize("loss,miner", [("subcenter_arcface", "batch_hard"), ("proxy_anchor", "batch_hard"),
                                         ("ntxent", "pair_margin")])
 def test_one_epoch_of_the_loop_with_the_new_losses(synthetic_faces, loss, miner):
-    from verikit.train.loop import TrainConfig, train
+    from verikit.train.config import TrainConfig
+    from verikit.train.loop import train
 
     cfg = TrainConfig(backbone="timm:test_resnet", embedding_size=8, image_size=(32, 32), epochs=1, batch_size=4,
                       m_per_class=2, loss=loss, miner=miner, val_fraction=0.5, augment="none", device="cpu")

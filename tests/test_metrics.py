@@ -1,4 +1,4 @@
-"""Tests for verikit.calibrate.metrics and verikit.calibrate.pairs (hand cases, sklearn, brute force)."""
+"""Tests for verikit.evaluate.metrics and verikit.evaluate.pairs (hand cases, sklearn, brute force)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from verikit.calibrate import metrics as M
-from verikit.calibrate import pairs as P
-from verikit.calibrate.metrics import (
+from verikit.evaluate import metrics as M
+from verikit.evaluate import pairs as P
+from verikit.evaluate.metrics import (
     OpenSetRates,
     RocCurve,
     auc,
@@ -30,7 +30,7 @@ from verikit.calibrate.metrics import (
     threshold_at_fmr,
     wilson_interval,
 )
-from verikit.calibrate.pairs import all_pairs_scores, cross_scores
+from verikit.evaluate.pairs import all_pairs_scores, cross_scores
 from verikit.errors import DataError
 
 # Hand case with ties inside and across classes.
@@ -610,7 +610,7 @@ def test_label_containers() -> None:
 def test_mean_average_precision_matches_sklearn_per_probe_with_ties():
     from sklearn.metrics import average_precision_score
 
-    from verikit.calibrate.metrics import mean_average_precision
+    from verikit.evaluate.metrics import mean_average_precision
 
     rng = np.random.default_rng(5)
     gallery = rng.integers(0, 6, size=40).tolist()

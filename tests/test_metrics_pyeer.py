@@ -12,8 +12,8 @@ import warnings
 import numpy as np
 import pytest
 
-from verikit.calibrate.metrics import auc, eer, fmr_fnmr_at, threshold_at_fmr
-from verikit.calibrate.pairs import all_pairs_scores
+from verikit.evaluate.metrics import auc, eer, fmr_fnmr_at, threshold_at_fmr
+from verikit.evaluate.pairs import all_pairs_scores
 from verikit.io import scan_identity_folders
 from verikit.models.inference import embed_files
 

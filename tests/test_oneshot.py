@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from verikit.calibrate.oneshot import (LABELS_FILE, SOURCE_FILE, make_runs, pixel_embed_fn, read_run, read_runs,
+from verikit.evaluate.oneshot import (LABELS_FILE, SOURCE_FILE, make_runs, pixel_embed_fn, read_run, read_runs,
                                        score_runs)
 from verikit.errors import DataError
 

@@ -41,7 +41,7 @@ def test_all_pair_indices():
 
 
 def test_training_learns_to_separate_unseen_identities():
-    from verikit.calibrate.metrics import eer
+    from verikit.evaluate.metrics import eer
 
     train_x, train_y = _clusters(12, 6, seed=3)
     test_x, test_y = _clusters(8, 6, seed=4)  # other identities
@@ -50,7 +50,7 @@ def test_training_learns_to_separate_unseen_identities():
     assert history[-1] < history[0]
     before = eer(*pair_head_scores(untrained, test_x, test_y))[0]
     after = eer(*pair_head_scores(head, test_x, test_y))[0]
-    from verikit.similarity import all_pairs
+    from verikit.evaluate.pairs import all_pairs
     cosine = eer(*all_pairs(test_x, test_y, "cosine"))[0]  # ~0.17 on these clusters
     assert after < before - 0.2 and after < cosine + 0.05
 

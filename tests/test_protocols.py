@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from verikit.calibrate import protocols as P
-from verikit.calibrate.protocols import (folder_pairs, parse_label, read_identification, read_lfw_pairs,
+from verikit.evaluate import protocols as P
+from verikit.evaluate.protocols import (folder_pairs, parse_label, read_identification, read_lfw_pairs,
                                          read_pairs_csv)
 from verikit.errors import DataError
 

@@ -40,9 +40,9 @@ def test_parse_spec():
 
 def test_unknown_name_suggests_and_lists_installed(fake_eps):
     reg = Registry("detector")
-    reg.register("haar", lambda *a, **k: "H")
-    with pytest.raises(PluginError, match=r"unknown detector 'har'; did you mean haar\? \(installed: haar\)"):
-        reg.create("har")
+    reg.register("cascade", lambda *a, **k: "H")
+    with pytest.raises(PluginError, match=r"unknown detector 'cascad'; did you mean cascade\? \(installed: cascade\)"):
+        reg.create("cascad")
 
 
 def test_duplicate_names_raise(fake_eps):

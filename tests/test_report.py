@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from verikit.calibrate.evaluation import evaluate_verification, fold_accuracy
-from verikit.calibrate.metrics import eer, roc, tar_at_far
-from verikit.calibrate.summary import roc_summary
+from verikit.evaluate.evaluation import evaluate_verification, fold_accuracy
+from verikit.evaluate.metrics import eer, roc, tar_at_far
+from verikit.evaluate.summary import roc_summary
 
 FARS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 runner = CliRunner()
@@ -28,7 +28,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def orl_scores(orl, tiny_model_dir):
     """All-pairs genuine/impostor cosine scores of the 400 ORL images, with subjects."""
-    from verikit.calibrate.pairs import all_pairs_scores
+    from verikit.evaluate.pairs import all_pairs_scores
     from verikit.io import scan_identity_folders
     from verikit.models.embedder import Embedder
     from verikit.models.inference import embed_files

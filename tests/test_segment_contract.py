@@ -9,14 +9,9 @@ import torch
 from verikit import testing
 from verikit.registry import segmenters
 
-# Small builds of first-party segmenters: the contract, not accuracy, is under test.
-SMALL = {"smp": ("smp:unet", {"encoder": "tu-mobilenetv3_small_050", "input_size": 64}),
-         "torchvision": ("torchvision:lraspp_mobilenet_v3_large", {"input_size": 64})}
-
-
 @pytest.mark.parametrize("name", segmenters.names())
 def test_segmenter_contract(name):
-    spec, options = SMALL.get(name, (name, {}))
+    spec, options = segmenters.example(name)  # the factory's declared small build
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -11,7 +11,7 @@ from tests.test_cli import ok, one_line_error, run
 from verikit.cli.train import resolve_config
 from verikit.errors import DataError
 from verikit.train.config import config_from_dict, config_to_dict, read_config_file, write_config
-from verikit.train.loop import TrainConfig
+from verikit.train.config import TrainConfig
 
 
 def write(path: Path, text: str) -> Path:

@@ -14,7 +14,8 @@ from tests.conftest import pattern_people
 from verikit.errors import DataError
 from verikit.models.embedder import Embedder
 from verikit.train.checkpoint import load_checkpoint
-from verikit.train.loop import TrainConfig, build_optimizer, seed_everything, train
+from verikit.train.config import TrainConfig
+from verikit.train.loop import build_optimizer, seed_everything, train
 
 
 class Interrupt(Exception):

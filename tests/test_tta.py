@@ -16,7 +16,8 @@ from verikit.models.embedder import Embedder
 from verikit.models.inference import embed_files, embed_images
 from verikit.structures import InputSpec
 from verikit.train.config import config_from_dict
-from verikit.train.loop import TrainConfig, train
+from verikit.train.config import TrainConfig
+from verikit.train.loop import train
 
 SPEC = InputSpec(channels=1, size=(32, 32))
 

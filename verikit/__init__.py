@@ -38,7 +38,7 @@ _LAZY = {
     "FacePolicy": "verikit.pipeline.settings",
     "Calibration": "verikit.calibrate.threshold",
     "calibrate_embeddings": "verikit.pipeline.calibration",
-    "TrainConfig": "verikit.train.loop",
+    "TrainConfig": "verikit.train.config",
     "train": "verikit.train.loop",
     "load_image": "verikit.io",
     "scan_identity_folders": "verikit.io",

@@ -18,12 +18,13 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .calibrate.metrics import eer
-from .calibrate.pairs import all_pairs_scores
+from .evaluate.metrics import eer
+from .evaluate.pairs import all_pairs_scores
 from .errors import DataError
 from .io import scan_identity_folders
 from .train.data import Split
-from .train.loop import TrainConfig, TrainResult
+from .train.config import TrainConfig
+from .train.loop import TrainResult
 
 TRAIN_PEOPLE = [f"s{i}" for i in range(1, 31)]
 TEST_PEOPLE = [f"s{i}" for i in range(31, 41)]

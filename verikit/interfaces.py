@@ -1,4 +1,5 @@
-"""The Protocols plugins implement: Detector, Segmenter, Backbone, IndexBackend.
+"""The Protocols plugins implement: Detector, Segmenter, Backbone, IndexBackend, and the
+optional training hooks TrainableDetector and TrainableSegmenter.
 
 This module owns the plugin contract, nothing else: each kind is batch-first with one required
 method (or, for the stateful index, the few it cannot do without). A factory registered in the
@@ -6,6 +7,18 @@ matching entry-point group (``verikit.detectors``, ``verikit.segmenters``, ``ver
 ``verikit.index_backends``) takes the spec argument (``haar:frontalface_default`` passes
 ``"frontalface_default"``) plus keyword-only, JSON-serialisable options, and returns an object
 that satisfies the Protocol here. :mod:`verikit.testing` checks the behaviour the types cannot say.
+
+A factory may also carry attributes that tell verikit more about it (all optional):
+
+* ``train``: the factory is trainable (:class:`TrainableDetector`, :class:`TrainableSegmenter`);
+* ``example``: ``(spec, options)`` of a small build, used by the contract tests and as the
+  default of commands that need a component of this kind (``verikit detect train``);
+* ``preference``: an int; among installed components the highest is the default where a command
+  needs one and the user named none (``verikit detect``); ties go to the name that sorts first;
+* ``unavailable()``: ``None`` when the component can be built here, else the one-line reason it
+  cannot (weights not fetched, say); ``verikit plugins`` shows it and contract tests skip.
+
+Plugins import verikit only through :mod:`verikit.plugin_api`.
 
 Importing this module imports nothing heavy: no torch, no numpy, no PIL at runtime.
 """
@@ -21,7 +34,7 @@ if TYPE_CHECKING:  # annotations only: keep plugin discovery and `verikit --help
 
     from .structures import Detections, InputSpec, Masks
 
-__all__ = ["Backbone", "Detector", "IndexBackend", "Segmenter"]
+__all__ = ["Backbone", "Detector", "IndexBackend", "Segmenter", "TrainableDetector", "TrainableSegmenter"]
 
 
 @runtime_checkable
@@ -94,6 +107,35 @@ class IndexBackend(Protocol):
     def save(self, path: str | Path) -> None: ...
 
     def load(self, path: str | Path) -> None: ...
+
+
+@runtime_checkable
+class TrainableDetector(Protocol):
+    """A detector factory that ``verikit detect train`` can fine-tune: it carries ``train``.
+
+    ``train(argument, *, items, out, epochs, weights, batch_size, lr, device, seed, progress)``
+    fits the detector on ``items`` (:class:`verikit.evaluate.detection.annotations.AnnotatedImage`),
+    writes ``out/detector.safetensors``, calls ``progress(1)`` per optimiser step and returns a
+    JSON-ready summary (``images``, ``boxes``, ``loss_per_epoch``).
+    """
+
+    def __call__(self, argument: str | None = None, **options: Any) -> Detector: ...
+
+    def train(self, argument: str | None, **kwargs: Any) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class TrainableSegmenter(Protocol):
+    """A segmenter factory that ``verikit segment train`` can fit: it carries ``train``.
+
+    ``train(argument, *, pairs, out, options, epochs, batch_size, lr, size, val_fraction, seed,
+    device, weights, progress)`` writes ``out/segmenter.safetensors`` (and its sidecar) and
+    returns a JSON-ready summary (see :func:`verikit.segment.training.fit_segmenter`).
+    """
+
+    def __call__(self, argument: str | None = None, **options: Any) -> Segmenter: ...
+
+    def train(self, argument: str | None, **kwargs: Any) -> dict[str, Any]: ...
 
 
 def input_spec_of(backbone: Any) -> "InputSpec | None":

@@ -132,12 +132,33 @@ class Registry(Generic[T]):
         return factory
 
     def status(self, name: str) -> str:
-        """``"ok"`` when ``name`` imports, else the one-line reason it does not (never raises)."""
+        """``"ok"`` when ``name`` imports and can be built here, else the one-line reason (never raises)."""
         try:
-            self.get(name)
+            factory = self.get(name)
         except PluginError as exc:
             return str(exc)
-        return "ok"
+        return _unavailable(factory) or "ok"
+
+    def example(self, name: str) -> tuple[str, dict[str, Any]]:
+        """A small build of ``name``: the factory's declared ``example`` ``(spec, options)``, else the bare name."""
+        spec, options = getattr(self.get(name), "example", (name, {}))
+        return spec, dict(options)
+
+    def preferred(self, *, where: Callable[[Any], bool] | None = None) -> str:
+        """The default component of this kind: the installed, buildable factory with the highest
+        ``preference`` (ties: the name that sorts first), among those ``where(factory)`` accepts."""
+        ranked = []
+        for name in self.names():
+            try:
+                factory = self.get(name)
+            except PluginError:
+                continue
+            if _unavailable(factory) is None and (where is None or where(factory)):
+                ranked.append((-int(getattr(factory, "preference", 0)), name))
+        if not ranked:
+            what = f"{self.kind}s" if where is None else f"suitable {self.kind}s"
+            raise PluginError(f"no {what} are installed (see `verikit plugins`); install a plugin that provides one")
+        return min(ranked)[1]
 
     def create(self, spec: str, **options: Any) -> T:
         """Build a component from ``name[:argument]`` and keyword options."""
@@ -176,6 +197,17 @@ class Registry(Generic[T]):
             yield
         finally:
             self.unregister(name)
+
+
+def _unavailable(factory: Any) -> str | None:
+    """The factory's own reason it cannot build here (see :mod:`verikit.interfaces`), or None."""
+    check = getattr(factory, "unavailable", None)
+    if not callable(check):
+        return None
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - a broken check is a reason too, never a crash
+        return f"availability check failed: {one_line(exc)}"
 
 
 backbones: Registry[Any] = Registry("backbone")

@@ -43,7 +43,7 @@ from .errors import DataError
 
 MEASURES = ("cosine", "dot", "l2", "squared_l2", "l1", "rbf")
 DEFAULT_RBF_SIGMA = 1.0
-_ROW_BLOCK = 1024  # rows per block when scoring matrices: bounds the temporary memory
+ROW_BLOCK = 1024  # rows per block when scoring matrices: bounds the temporary memory
 
 
 @dataclass(frozen=True)
@@ -119,17 +119,17 @@ class Measure:
 
     def scores(self, a: Any, b: Any) -> np.ndarray:
         """(len(a), len(b)) public scores between the rows of ``a`` and ``b``, from the vectors."""
-        a2, b2 = _rows(a, "a"), _rows(b, "b")
+        a2, b2 = as_rows(a, "a"), as_rows(b, "b")
         if a2.shape[1] != b2.shape[1]:
             raise DataError(f"vectors of size {a2.shape[1]} and {b2.shape[1]} cannot be compared")
         out = np.empty((len(a2), len(b2)), dtype=np.float64)
-        for start in range(0, len(a2), _ROW_BLOCK):
-            out[start:start + _ROW_BLOCK] = self.score_of(self._raw_matrix(a2[start:start + _ROW_BLOCK], b2))
+        for start in range(0, len(a2), ROW_BLOCK):
+            out[start:start + ROW_BLOCK] = self.score_of(self._raw_matrix(a2[start:start + ROW_BLOCK], b2))
         return out
 
     def pair_scores(self, a: Any, b: Any) -> np.ndarray:
         """(n,) public scores of row i of ``a`` with row i of ``b``."""
-        a2, b2 = _rows(a, "a"), _rows(b, "b")
+        a2, b2 = as_rows(a, "a"), as_rows(b, "b")
         if a2.shape != b2.shape:
             raise DataError(f"paired vectors need equal shapes, got {a2.shape} and {b2.shape}")
         if self.name == "dot":
@@ -143,7 +143,7 @@ class Measure:
         return self.score_of(np.sqrt(sq) if self.name == "l2" else sq)
 
 
-def _rows(x: Any, name: str) -> np.ndarray:
+def as_rows(x: Any, name: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 1:
         a = a[None, :]
@@ -178,31 +178,3 @@ def parse_measure(spec: str | Measure | None) -> Measure:
     if not math.isfinite(sigma) or sigma <= 0:
         raise DataError(f"rbf width sigma must be a positive number, got {spec!r}")
     return Measure("rbf", sigma)
-
-
-def all_pairs(embeddings: Any, labels: Any, measure: str | Measure) -> tuple[np.ndarray, np.ndarray]:
-    """``(genuine, impostor)`` scores of every pair i < j under ``measure``.
-
-    Same pair order as :func:`verikit.calibrate.pairs.all_pairs_scores` (which it uses for the
-    cosine, then converts); L1 is computed from the vectors.
-    """
-    from .calibrate.pairs import all_pairs_scores
-
-    m = parse_measure(measure)
-    if m.monotone_in_cosine:
-        genuine, impostor = all_pairs_scores(embeddings, labels)
-        return m.from_cosine(genuine).astype(np.float32), m.from_cosine(impostor).astype(np.float32)
-    emb = _rows(embeddings, "embeddings")
-    lab = np.asarray(list(labels))
-    if len(lab) != len(emb):
-        raise DataError(f"{len(lab)} labels but {len(emb)} embeddings")
-    genuine, impostor = [], []
-    for a in range(0, len(emb) - 1, _ROW_BLOCK):  # row blocks against the rows after them: no n x n matrix
-        b = min(a + _ROW_BLOCK, len(emb) - 1)
-        block = m.scores(emb[a:b], emb[a + 1:]).astype(np.float32)
-        upper = np.arange(len(emb) - a - 1)[None, :] >= np.arange(b - a)[:, None]
-        same = lab[a:b, None] == lab[None, a + 1:]
-        genuine.append(block[upper & same])
-        impostor.append(block[upper & ~same])
-    empty = np.zeros(0, np.float32)
-    return np.concatenate(genuine or [empty]), np.concatenate(impostor or [empty])

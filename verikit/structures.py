@@ -13,6 +13,8 @@ from typing import Any
 
 
 EQUALIZE_MODES = ("none", "histogram")   # InputSpec.equalize: photometric normalisation before the network
+TTA_MODES = ("none", "hflip")   # ModelConfig.tta: test-time augmentation applied in eval mode
+EMBED_FROM = ("neck", "pooled")  # ModelConfig.embed_from: the layer eval-mode embeddings are read from
 
 
 @dataclass(frozen=True)

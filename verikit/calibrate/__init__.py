@@ -1,18 +1,12 @@
-"""Score-level evaluation and calibration for verification and identification.
+"""Calibration: turning scores into decisions at an operating point the user chose.
 
-Submodules (imported on demand, so importing this package stays cheap):
-
-* :mod:`verikit.calibrate.metrics` -- ROC, AUC, EER, DET, TAR at FAR, thresholds at a target
-  FMR, CMC / rank-1, open-set identification rates, binomial confidence intervals.
-* :mod:`verikit.calibrate.pairs` -- genuine / impostor score sets from embeddings.
-* :mod:`verikit.calibrate.summary` -- EER, TAR at FARs, AUC and a thinned ROC from one sort per class.
-* :mod:`verikit.calibrate.streaming` -- histogram ROC for score sets larger than memory, with bounds.
-* :mod:`verikit.calibrate.bootstrap` -- bootstrap over subjects; paired test between two runs.
+* :mod:`verikit.calibrate.threshold` -- ``calibration.json``: the threshold at a target
+  false-match rate, with the rates measured there, bound to one model.
 * :mod:`verikit.calibrate.normalization` -- Z-, T-, S- and adaptive S-norm against a cohort.
-* :mod:`verikit.calibrate.protocols` -- pairs CSV, LFW pairs.txt, folder all-pairs, identification CSVs.
-* :mod:`verikit.calibrate.evaluation` -- the verification section of a benchmark result.
-* :mod:`verikit.calibrate.embedding_cache` -- embeddings cached per model fingerprint and file.
-* :mod:`verikit.calibrate.benchmark` -- a protocol through an embedder (the only part that needs a model).
+* :mod:`verikit.calibrate.cohort` -- the cohort a normalised calibration was made with (``cohort.npz``).
+
+Measuring how good a model is (ROC, EER, intervals, protocols, the benchmark runner) lives in
+:mod:`verikit.evaluate`; this package only builds on its metrics.
 
 Conventions used throughout: scores are *similarities* (higher means more alike) and a
 comparison is a match when ``score >= threshold``. FMR (a.k.a. FAR) is the fraction of

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CalibrationError, FingerprintMismatchError
-from .metrics import fmr_fnmr_at, threshold_at_fmr, wilson_interval
+from ..evaluate.metrics import fmr_fnmr_at, threshold_at_fmr, wilson_interval
 from ..atomic import write_atomic
 
 CALIBRATION_FILE = "calibration.json"

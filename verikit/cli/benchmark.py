@@ -2,7 +2,7 @@
 
 A Typer group (``pairs``, ``lfw``, ``folder``, ``identify``); other command modules and plugins
 may add sub-commands to ``app``. Each command parses its protocol, runs it through the model
-(:mod:`verikit.calibrate.benchmark`), prints the result and, with ``--report DIR``, writes
+(:mod:`verikit.evaluate.benchmark`), prints the result and, with ``--report DIR``, writes
 ``result.json`` + ``scores.npz`` and the HTML/JSON/figure report there. ``--detector`` /
 ``--segmenter`` run every file through the same pipeline enroll/verify/search use (largest face,
 background masked); files without a face are skipped and listed, with the pairs they were in.
@@ -85,9 +85,10 @@ def _table(result: dict[str, Any]) -> Any:
 def _run_and_render(protocol: Any, model: Path, *, report: Optional[Path], cache: Optional[Path], norm: Norm,
                     cohort: Optional[Path], top_k: int, far: float, n_boot: int, seed: int, name: Optional[str],
                     batch_size: int, device: str, fmt: OutputFormat, quiet: bool, pipeline: Any = None) -> None:
-    from ..calibrate.benchmark import run_pairs
+    from ..evaluate.benchmark import run_pairs
     from ..errors import DataError
     from ..models.embedder import Embedder
+    from ..pipeline.files import FileEmbedder
 
     if norm is not Norm.none and cohort is None:
         raise DataError("--norm needs --cohort DIR (a folder of images of identities not under test)")
@@ -95,12 +96,11 @@ def _run_and_render(protocol: Any, model: Path, *, report: Optional[Path], cache
     if cohort is not None and norm is not Norm.none:
         from ..io import list_images
         cohort_files = list_images(cohort)[0]
-    net = Embedder.load(model, device=device)
+    embedder = FileEmbedder(Embedder.load(model, device=device), pipeline, batch_size)
     with progress_bar(f"embedding {len(protocol.files)} file(s)", len(protocol.files), quiet) as advance:
-        result, scores = run_pairs(net, protocol, model_path=str(model), name=name, cache_dir=cache,
+        result, scores = run_pairs(embedder, protocol, model_path=str(model), name=name, cache_dir=cache,
                                    norm=None if norm is Norm.none else norm.value, cohort_files=cohort_files,
-                                   top_k=top_k, n_boot=n_boot, seed=seed, batch_size=batch_size, progress=advance,
-                                   pipeline=pipeline)
+                                   top_k=top_k, n_boot=n_boot, seed=seed, progress=advance)
     _finish(result, scores, report, far, n_boot, seed, fmt)
 
 
@@ -146,7 +146,7 @@ def pairs(
 
     Example: verikit benchmark pairs --pairs val_pairs.csv --root data --model runs/orl --report out/
     """
-    from ..calibrate.protocols import read_pairs_csv
+    from ..evaluate.protocols import read_pairs_csv
 
     _run_and_render(read_pairs_csv(pairs_file, root), model, report=report, cache=cache, norm=norm, cohort=cohort,
                     top_k=top_k, far=far, n_boot=n_boot, seed=seed, name=name, batch_size=batch_size,
@@ -175,7 +175,7 @@ def lfw(
 
     Example: verikit benchmark lfw --pairs lfw/pairs.txt --root lfw/images --model runs/face
     """
-    from ..calibrate.protocols import read_lfw_pairs
+    from ..evaluate.protocols import read_lfw_pairs
 
     _run_and_render(read_lfw_pairs(pairs_file, root), model, report=report, cache=cache, norm=norm, cohort=cohort,
                     top_k=top_k, far=far, n_boot=n_boot, seed=seed, name=name, batch_size=batch_size,
@@ -206,7 +206,7 @@ def folder(
 
     Example: verikit benchmark folder data/val --model runs/orl --max-impostors 1000000 --seed 1
     """
-    from ..calibrate.protocols import folder_pairs
+    from ..evaluate.protocols import folder_pairs
 
     protocol = folder_pairs(data_dir, max_impostors=max_impostors, seed=seed)
     for p in protocol.info.get("skipped_files", []):
@@ -234,16 +234,16 @@ def identify(
 
     Example: verikit benchmark identify --gallery gallery.csv --probes probes.csv --model runs/orl
     """
-    from ..calibrate.benchmark import run_identification
-    from ..calibrate.protocols import read_identification
+    from ..evaluate.benchmark import run_identification
+    from ..evaluate.protocols import read_identification
     from ..models.embedder import Embedder
+    from ..pipeline.files import FileEmbedder
 
     protocol = read_identification(gallery, probes, root)
-    net = Embedder.load(model, device=device)
+    pipeline = requested_pipeline(detector, detector_option, crop_margin, segmenter, segmenter_option, background)
+    embedder = FileEmbedder(Embedder.load(model, device=device), pipeline, batch_size)
     n = len(protocol.gallery) + len(protocol.probes)
     with progress_bar(f"embedding {n} file(s)", n, quiet) as advance:
-        result = run_identification(net, protocol, model_path=str(model), name=name, cache_dir=cache,
-                                    max_rank=max_rank, batch_size=batch_size, progress=advance,
-                                    pipeline=requested_pipeline(detector, detector_option, crop_margin, segmenter,
-                                                                segmenter_option, background))
+        result = run_identification(embedder, protocol, model_path=str(model), name=name, cache_dir=cache,
+                                    max_rank=max_rank, progress=advance)
     _finish(result, None, report, 1e-3, 0, 0, fmt)

@@ -52,20 +52,15 @@ def calibrate(
     """
     import numpy as np
 
-    from ..calibrate.metrics import min_supported_fmr
+    from ..evaluate.metrics import min_supported_fmr
     from ..io import scan_identity_folders
     from ..models.embedder import Embedder
-    from ..models.inference import embed_files
     from ..pipeline.calibration import calibrate_embeddings
+    from ..pipeline.files import FileEmbedder
 
     net = Embedder.load(model, device=device)
     pipeline = requested_pipeline(detector, detector_option, crop_margin, segmenter, segmenter_option, background)
-
-    def embed(paths, progress):
-        if pipeline is None:
-            return embed_files(net, paths, batch_size=batch_size, progress=progress)
-        from ..pipeline.operations import embed_files_through
-        return embed_files_through(net, paths, pipeline, batch_size=batch_size, progress=progress)
+    embed = FileEmbedder(net, pipeline, batch_size).embed
 
     scan = scan_identity_folders(data_dir)
     label_of = {p: n for n, p in scan.items}
@@ -103,7 +98,7 @@ def calibrate(
     cal = calibrate_embeddings(net, out.embeddings, [label_of[p] for p in out.paths], target_fmr, cohort=cohort_obj,
                                data={"path": str(data_dir), "identities": len(scan.identities),
                                      "images": len(out.paths),
-                                     "pipeline": pipeline.with_digests().to_dict() if pipeline is not None else None})
+                                     "pipeline": FileEmbedder(net, pipeline).pipeline_record()})
     cal.save(model)
     supported = min_supported_fmr(cal.n_impostor)
     if target_fmr < supported:

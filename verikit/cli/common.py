@@ -143,6 +143,24 @@ def load_calibration(model_dir: Path, model):
     return cal
 
 
+def trainer_of(registry: Any, name: str, protocol: Any, command: str) -> Any:
+    """The ``train`` function of a trainable plugin, or a one-line error naming the trainable ones installed."""
+    from ..errors import PluginError
+
+    factory = registry.get(name)
+    if isinstance(factory, protocol):
+        return factory.train
+    trainable = []
+    for other in registry.names():
+        try:
+            if isinstance(registry.get(other), protocol):
+                trainable.append(other)
+        except PluginError:
+            continue
+    raise PluginError(f"{registry.kind} {name!r} cannot be trained by {command} (its plugin has no train "
+                      f"function); trainable here: {', '.join(trainable) or 'none'}")
+
+
 def debug_enabled() -> bool:
     return os.environ.get("VERIKIT_DEBUG", "") not in ("", "0", "false", "no")
 

@@ -16,7 +16,6 @@ import typer
 from .common import (EXIT_PARTIAL, FormatOpt, OutputFormat, QuietOpt, emit, images_with_progress, output_name,
                      progress_bar, report_skipped, warn)
 
-DEFAULT_DETECTOR = "haar"
 PIPELINE_PANEL = "Detection and segmentation"
 
 
@@ -65,7 +64,10 @@ def parse_detector_options(items: list[str] | None, param_hint: str = "--detecto
 
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Image files.", show_default=False)],
-    detector: Annotated[str, typer.Option("--detector", "-d", help="Detector spec (`verikit plugins` lists them).")] = DEFAULT_DETECTOR,
+    detector: Annotated[Optional[str], typer.Option(
+        "--detector", "-d", show_default=False,
+        help="Detector spec (`verikit plugins` lists them). Default: the installed detector that needs no "
+             "downloads and ranks first (haar when verikit-haar is installed).")] = None,
     detector_option: DetectorOptionOpt = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", show_default=False, help="Write each image with its boxes drawn to DIR (PNG).")] = None,
@@ -80,7 +82,7 @@ def detect(
     """
     from ..registry import detectors
 
-    det = detectors.create(detector, **parse_detector_options(detector_option))
+    det = detectors.create(detector or detectors.preferred(), **parse_detector_options(detector_option))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     results, failures, used = [], [], set()
@@ -88,7 +90,7 @@ def detect(
         dets = det.detect([image])[0]
         row = {"image": str(path), **dets.to_dict()}
         if out is not None:
-            from ..detect.draw import annotate
+            from ..report.draw import annotate
 
             target = output_name(out, path, used)
             annotate(image, dets).save(target)
@@ -112,7 +114,9 @@ def benchmark_detection(
     annotations: Annotated[Path, typer.Option(
         "--annotations", "-a", help="dlib XML, Pascal VOC XML (file or folder) or CSV path,x1,y1,x2,y2.",
         show_default=False)],
-    detector: Annotated[str, typer.Option("--detector", "-d", help="Detector spec.")] = DEFAULT_DETECTOR,
+    detector: Annotated[Optional[str], typer.Option(
+        "--detector", "-d", show_default=False,
+        help="Detector spec. Default: as for `verikit detect`.")] = None,
     detector_option: DetectorOptionOpt = None,
     iou: Annotated[float, typer.Option("--iou", min=0.05, max=1.0, help="IoU for a detection to count as a hit.")] = 0.5,
     images_root: Annotated[Optional[Path], typer.Option(
@@ -127,11 +131,12 @@ def benchmark_detection(
 
     Example: verikit benchmark detection --annotations dlib_faces/testing.xml --detector haar
     """
-    from ..detect.annotations import load_annotations
-    from ..detect.evaluate import evaluate_detector
+    from ..evaluate.detection.annotations import load_annotations
+    from ..evaluate.detection.run import evaluate_detector
     from ..registry import detectors
 
     items = load_annotations(annotations, images_root=images_root, label=label)
+    detector = detector or detectors.preferred()
     det = detectors.create(detector, **parse_detector_options(detector_option))
     with progress_bar(f"detecting in {len(items)} image(s)", len(items), quiet) as advance:
         result = evaluate_detector(det, items, iou_threshold=iou, progress=advance)

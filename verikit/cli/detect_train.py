@@ -1,8 +1,8 @@
 """``verikit detect train``: fine-tune a trainable detector plugin on a box dataset.
 
-A detector plugin is trainable when its factory carries a ``train`` function (the torchvision
-plugin's ``create.train``): ``train(argument, items=..., out=..., epochs=..., weights=...,
-batch_size=..., lr=..., device=..., seed=..., progress=...)`` returning a JSON-able summary. The
+A detector plugin is trainable when its factory carries a ``train`` function
+(:class:`verikit.interfaces.TrainableDetector`): ``train(argument, items=..., out=..., epochs=...,
+weights=..., batch_size=..., lr=..., device=..., seed=..., progress=...)`` returning a JSON-able summary. The
 command only parses, reads the annotations and renders; nothing heavy is imported at module level.
 """
 
@@ -23,8 +23,9 @@ def detect_train(
         show_default=False)],
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Folder for detector.safetensors and detector.json.", show_default=False)],
-    detector: Annotated[str, typer.Option(
-        "--detector", "-d", help="A trainable detector spec.")] = "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn",
+    detector: Annotated[Optional[str], typer.Option(
+        "--detector", "-d", show_default=False,
+        help="A trainable detector spec (default: the installed trainable detector that ranks first).")] = None,
     epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training images.")] = 10,
     weights: Annotated[Optional[Path], typer.Option(
         "--weights", help="Start from this state dict (.safetensors or torch file); layers of another "
@@ -49,15 +50,14 @@ def detect_train(
 
     Example: verikit detect train -a dlib_faces/training.xml --out face-det --epochs 30
     """
-    from ..detect.annotations import load_annotations
-    from ..errors import PluginError
+    from ..evaluate.detection.annotations import load_annotations
+    from ..interfaces import TrainableDetector
     from ..registry import detectors, parse_spec
+    from .common import trainer_of
 
+    detector = detector or detectors.preferred(where=lambda f: isinstance(f, TrainableDetector))
     name, argument = parse_spec(detector)
-    trainer = getattr(detectors.get(name), "train", None)
-    if not callable(trainer):
-        raise PluginError(f"detector {name!r} cannot be trained by verikit detect train "
-                          "(its plugin has no train function; torchvision detectors can)")
+    trainer = trainer_of(detectors, name, TrainableDetector, "verikit detect train")
     items = load_annotations(annotations, images_root=images_root, label=label)
     steps = epochs * math.ceil(len(items) / batch_size)
     with progress_bar(f"training {detector} on {len(items)} image(s)", steps, quiet) as advance:

@@ -1,7 +1,7 @@
 """``verikit benchmark oneshot``: N-way one-shot classification on runs in Lake's Omniglot layout.
 
 Registered by the CLI's main module as a ``benchmark`` sub-command; the work is in
-:mod:`verikit.calibrate.oneshot`.
+:mod:`verikit.evaluate.oneshot`.
 """
 
 from __future__ import annotations
@@ -48,12 +48,12 @@ def oneshot(
     """N-way one-shot accuracy: each query takes the class of its most similar one-shot example.
 
     Reads Lake's Omniglot run layout (official runs, or runs written by
-    verikit.calibrate.oneshot.make_runs). Accuracy is 1 - Lake's error averaged over runs; the
+    verikit.evaluate.oneshot.make_runs). Accuracy is 1 - Lake's error averaged over runs; the
     95% interval is a percentile bootstrap over runs. Scores with the model's own similarity.
 
     Example: verikit benchmark oneshot all_runs/ --model runs/omniglot
     """
-    from ..calibrate.oneshot import model_embed_fn, pixel_embed_fn, read_runs, score_runs
+    from ..evaluate.oneshot import model_embed_fn, pixel_embed_fn, read_runs, score_runs
     from ..errors import DataError, ModelError
 
     parsed = read_runs(runs)

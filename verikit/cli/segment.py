@@ -1,8 +1,8 @@
 """``verikit segment train`` and ``verikit segment run``: train a segmenter plugin on an
 image/mask folder pair, and look at what a segmenter does to images.
 
-A segmenter plugin is trainable when its factory carries a ``train`` function (``create.train``
-of the ``smp`` and ``torchvision`` segmenters): ``train(argument, pairs=..., out=..., options=...,
+A segmenter plugin is trainable when its factory carries a ``train`` function
+(:class:`verikit.interfaces.TrainableSegmenter`): ``train(argument, pairs=..., out=..., options=...,
 epochs=..., batch_size=..., lr=..., size=..., val_fraction=..., seed=..., device=..., weights=...,
 progress=...)`` returning a JSON-able summary (see :mod:`verikit.segment.training`). Commands only
 parse, call the library and render; nothing heavy is imported at module level.
@@ -39,8 +39,9 @@ def _usage_line(spec: str, out: Path) -> str:
 
 @app.command("train")
 def train(
-    segmenter: Annotated[str, typer.Argument(help="A trainable segmenter spec: smp:unet, smp:fpn, "
-                                                  "torchvision:lraspp_mobilenet_v3_large, ...", show_default=False)],
+    segmenter: Annotated[str, typer.Argument(help="A trainable segmenter spec, e.g. smp:unet or "
+                                                  "torchvision:lraspp_mobilenet_v3_large (`verikit plugins`).",
+                                             show_default=False)],
     images: Annotated[Path, typer.Option("--images", help="Folder of images.", show_default=False)],
     masks: Annotated[Path, typer.Option(
         "--masks", help="Folder of masks named like the images (cat.jpg -> cat.png); foreground = value > 127 "
@@ -67,16 +68,14 @@ def train(
 
     Example: verikit segment train smp:unet --images imgs --masks masks --out seg -S encoder=tu-resnet18
     """
-    from ..errors import PluginError
+    from ..interfaces import TrainableSegmenter
     from ..registry import parse_spec, segmenters
     from ..segment import WEIGHTS_FILE
     from ..segment.data import find_mask_pairs, split_pairs
+    from .common import trainer_of
 
     name, argument = parse_spec(segmenter)
-    trainer = getattr(segmenters.get(name), "train", None)
-    if not callable(trainer):
-        raise PluginError(f"segmenter {name!r} cannot be trained by verikit segment train "
-                          "(its plugin has no train function; smp and torchvision segmenters can)")
+    trainer = trainer_of(segmenters, name, TrainableSegmenter, "verikit segment train")
     options = parse_detector_options(segmenter_option, param_hint="--segmenter-option")
     pairs = find_mask_pairs(images, masks)
     n_train = len(split_pairs(pairs, val_fraction, seed)[0])

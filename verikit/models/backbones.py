@@ -158,3 +158,8 @@ def dilated_resnet_backbone(name: str | None = None, *, output_stride: int = 16,
     if output_stride not in OUTPUT_STRIDES:
         raise ModelError(f"dilated_resnet output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
     return timm_backbone(_family_name("dilated_resnet", name), output_stride=int(output_stride), **options)
+
+
+# Small builds for the contract tests (verikit.interfaces: the factories' ``example``).
+timm_backbone.example = ("timm:test_resnet", {})  # type: ignore[attr-defined]
+mobilenet_backbone.example = ("mobilenet:mobilenetv3_small_050", {})  # type: ignore[attr-defined]

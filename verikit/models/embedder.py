@@ -31,12 +31,10 @@ from torch.nn import functional as F
 from ..atomic import write_atomic
 from ..errors import ModelError
 from ..registry import backbones
-from ..structures import InputSpec
+from ..structures import EMBED_FROM, TTA_MODES, InputSpec
 from .heads import EmbeddingHead
 
 FORMAT_VERSION = 1
-TTA_MODES = ("none", "hflip")   # ModelConfig.tta: test-time augmentation applied in eval mode
-EMBED_FROM = ("neck", "pooled")  # ModelConfig.embed_from: the layer eval-mode embeddings are read from
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 

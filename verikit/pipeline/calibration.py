@@ -10,7 +10,7 @@ from ..calibrate.cohort import Cohort
 from ..calibrate.threshold import Calibration, calibrate
 from ..errors import DataError
 from ..models.embedder import Embedder
-from ..similarity import all_pairs
+from ..evaluate.pairs import all_pairs
 
 
 def calibrate_embeddings(model: Embedder, embeddings: np.ndarray, labels: Sequence[str], target_fmr: float,

@@ -134,28 +134,6 @@ def _prepare_through_pipeline(model: Embedder, images: Mapping[str, Sequence[str
     return Enrollment({n: (np.stack(v), s) for n, (v, s) in grouped.items()}, report, cropper.settings)
 
 
-def embed_files_through(model: Embedder, paths: Sequence[str | Path], pipeline: PipelineSettings, *,
-                        batch_size: int = 64, progress: Callable[[int], None] | None = None):
-    """One embedding per file through ``pipeline`` (its largest face when a detector runs), for
-    protocols that score files (benchmarks, cohorts). Files without a usable face are failures.
-    Returns :class:`verikit.models.inference.EmbeddedFiles`."""
-    from ..models.inference import EmbeddedFiles
-
-    cropper = FaceCropper(pipeline, FacePolicy("largest"))
-    unique = list(dict.fromkeys(Path(p) for p in paths))
-    done: dict[Path, np.ndarray] = {}
-    failures: list[tuple[Path, str]] = []
-    for crops, bad in cropper.crops_of_files(unique, batch_size=min(batch_size, 16)):
-        failures.extend(bad)
-        for crop, vec in zip(crops, embed_images(model, [c.image for c in crops], batch_size=batch_size)):
-            done[crop.source] = vec
-        if progress is not None:
-            progress(len(crops) + len(bad))
-    kept = [p for p in unique if p in done]
-    emb = np.stack([done[p] for p in kept]) if kept else np.zeros((0, model.embedding_size), np.float32)
-    return EmbeddedFiles(kept, emb, failures)
-
-
 def commit_enrollment(gallery: Gallery, prepared: Enrollment) -> EnrollReport:
     """Store prepared templates: one transaction, all identities or none.
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from verikit.calibrate.benchmark import SCHEMA_VERSION
+from verikit.evaluate.benchmark import SCHEMA_VERSION
 
 from .compare import compare_runs
 from .results import Run

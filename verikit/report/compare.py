@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from verikit.calibrate.bootstrap import WeightedScores, paired_bootstrap
+from verikit.evaluate.bootstrap import WeightedScores, paired_bootstrap
 
 from .results import Run
 

@@ -58,7 +58,7 @@ def roc_figure(runs: Runs) -> Any:
 
 
 def det_figure(runs: Runs) -> Any:
-    from verikit.calibrate.metrics import probit
+    from verikit.evaluate.metrics import probit
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.6, 5.0), layout="constrained")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verikit.calibrate.benchmark import SCHEMA_VERSION, ScoreSet
+from verikit.evaluate.benchmark import SCHEMA_VERSION, ScoreSet
 from verikit.errors import DataError
 from ..atomic import write_atomic
 

@@ -1,10 +1,11 @@
 """Training configuration as data: read a YAML/JSON config file, layer it, validate it, write it.
 
-The layers, lowest first: :class:`~verikit.train.loop.TrainConfig`'s defaults, the config saved
+The layers, lowest first: :class:`TrainConfig`'s defaults, the config saved
 with an interrupted run (when resuming), the ``--config`` file, then the options given on the
 command line. Every layer is a plain dict keyed by ``TrainConfig`` field names, so a resolved
-``train_config.json`` is itself a valid ``--config`` file. This module owns the file format and
-the checking of keys and types; the dataclass itself lives with the loop.
+``train_config.json`` is itself a valid ``--config`` file. This module owns the settings
+themselves (:class:`TrainConfig` and the names each choice allows), the file format, and the
+checking of keys, types and values. It imports no torch: the loop imports it, never the reverse.
 """
 
 from __future__ import annotations
@@ -12,15 +13,89 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..atomic import write_atomic
 from ..errors import DataError
+from ..structures import EMBED_FROM, EQUALIZE_MODES, TTA_MODES, InputSpec
+
+AUGMENTATIONS = ("none", "light", "strong", "affine")
+MIRRORING_AUGMENTATIONS = ("light", "strong")   # these flip images at random (see train.data.augmentation)
 
 CONFIG_FILE = "train_config.json"   # the resolved config, written next to the model
 # Keys whose dict values merge key by key across layers (a CLI --backbone-option adds to the file's).
 _MERGED_DICTS = ("backbone_options",)
+
+
+@dataclass
+class TrainConfig:
+    """Every training choice; saved in the model's config.json under ``training``."""
+
+    backbone: str = "timm:resnet18"
+    backbone_options: dict[str, Any] = field(default_factory=dict)
+    embedding_size: int = 128
+    pooling: str = "avg"
+    neck: str = "linear"
+    image_size: tuple[int, int] = (112, 112)
+    channels: int = 3
+    epochs: int = 20
+    batch_size: int = 32
+    m_per_class: int = 4
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 1
+    loss: str = "triplet"
+    margin: float | None = None      # None: the loss's own default (0.2 for triplet, 0.35 for cosface, ...)
+    miner: str = "batch_hard"        # ignored by proxy losses (normalized_softmax, cosface, arcface)
+    distance: str = "cosine"         # measure spec (verikit.similarity); recorded as the model's similarity
+    keep: str = "last"               # "last" epoch, or the "best" validation EER (noisy on few identities)
+    augment: str = "light"
+    equalize: str = "none"           # photometric normalisation recorded in the model's InputSpec: none, histogram
+    embed_from: str = "neck"         # the layer the saved model's templates come from: neck or pooled
+    tta: str = "auto"                # test-time augmentation recorded in the model: none, hflip, or auto (hflip
+                                     # when the augmentation mirrors images, i.e. light/strong; else none)
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+    optimizer: str = "adamw"         # "adamw" or "sgd" (Nesterov momentum)
+    momentum: float = 0.9            # SGD only
+    clip_grad_norm: float = 5.0      # max global gradient norm of the model; 0 turns clipping off
+    amp: bool = True                 # float16 autocast + grad scaling, on CUDA only (a no-op on CPU)
+    patience: int = 0                # stop after this many epochs without a better validation EER; 0: never
+    freeze_epochs: int = 0           # train only the head (backbone frozen) for the first N epochs
+    gradual_unfreeze: int = 0        # after the freeze: one more backbone stage every N epochs, top first; 0: all
+    backbone_lr_scale: float = 1.0   # the backbone's learning rate relative to --lr (0.1: gentle fine-tuning)
+    freeze_batchnorm: bool = False   # batch-norm layers use and keep their running statistics
+
+    def input_spec(self) -> InputSpec:
+        return InputSpec(channels=self.channels, size=tuple(self.image_size), equalize=self.equalize)
+
+    def model_tta(self) -> str:
+        """The model's test-time augmentation: mirrors only for a network trained on mirrored images."""
+        if self.tta != "auto":
+            return self.tta
+        return "hflip" if self.augment in MIRRORING_AUGMENTATIONS else "none"
+
+
+# TrainConfig fields that take one of a few names; config files are checked against the same table.
+CHOICES: dict[str, tuple[str, ...]] = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd"),
+                                       "augment": AUGMENTATIONS, "equalize": EQUALIZE_MODES,
+                                       "tta": ("auto", *TTA_MODES), "embed_from": EMBED_FROM}
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings the loop cannot honour, before any image is loaded."""
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise DataError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
+    for key in ("patience", "freeze_epochs", "gradual_unfreeze", "warmup_epochs"):
+        if getattr(cfg, key) < 0:
+            raise DataError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.backbone_lr_scale < 0 or cfg.clip_grad_norm < 0:
+        raise DataError("backbone_lr_scale and clip_grad_norm must be >= 0")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -62,8 +137,6 @@ def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
 
 def config_from_dict(data: Mapping[str, Any], source: str = "config"):
     """A validated TrainConfig from a dict; an unknown key or a wrongly typed value is a one-line DataError."""
-    from .loop import TrainConfig
-
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     values: dict[str, Any] = {}
     for key, value in data.items():
@@ -114,7 +187,6 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
             return parse_image_size(value)
         except DataError as exc:
             raise DataError(f"key 'image_size' in {source}: {exc}") from None
-    from .loop import CHOICES  # the loop owns the allowed names; imported here to avoid a cycle
     if key in CHOICES:
         if value not in CHOICES[key]:
             raise DataError(f"key '{key}' in {source} must be one of {', '.join(CHOICES[key])}, got {value!r}")

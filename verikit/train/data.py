@@ -21,6 +21,7 @@ from ..errors import DataError, ImageError
 from ..io import FolderScan, load_image
 from ..models.preprocess import INTERPOLATION, SingleThreaded, base_steps
 from ..structures import InputSpec
+from .config import AUGMENTATIONS, MIRRORING_AUGMENTATIONS
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,6 @@ def identity_split(scan: FolderScan, val_fraction: float, seed: int, min_val_ide
     return Split([it for it in scan.items if it[0] not in held], [it for it in scan.items if it[0] in held])
 
 
-AUGMENTATIONS = ("none", "light", "strong", "affine")
-MIRRORING_AUGMENTATIONS = ("light", "strong")   # these flip images at random (see augmentation())
 
 
 class RandomAffineBorder(torch.nn.Module):

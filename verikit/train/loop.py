@@ -25,74 +25,24 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..calibrate.metrics import eer as equal_error_rate
-from ..calibrate.metrics import tar_at_far
+from ..evaluate.metrics import eer as equal_error_rate
+from ..evaluate.metrics import tar_at_far
 from ..errors import DataError
 from ..io import scan_identity_folders
 from ..models.backbones import pretrained_normalization
-from ..models.embedder import EMBED_FROM, TTA_MODES, Embedder
+from ..models.embedder import Embedder
 from ..models.inference import embed_files
-from ..similarity import all_pairs, parse_measure
-from ..structures import EQUALIZE_MODES, InputSpec
+from ..evaluate.pairs import all_pairs
+from ..similarity import parse_measure
+from ..structures import InputSpec
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .config import CONFIG_FILE, config_to_dict, write_config
-from .data import (AUGMENTATIONS, MIRRORING_AUGMENTATIONS, EpochSampler, LabelledImages, Split, augmentation, epoch_seed,
+from .config import CONFIG_FILE, TrainConfig, check_config, config_to_dict, write_config
+from .data import (EpochSampler, LabelledImages, Split, augmentation, epoch_seed,
                    identity_split)
 from .distributed import (World, broadcast_flag, loss_scale, process_group, sync_loss_gradients, unwrap,
                           wrap_loss_and_miner, wrap_model)
 from .run_log import RunLog
 from .losses import PROXY_LOSSES, build_loss, build_miner, build_sampler
-
-
-@dataclass
-class TrainConfig:
-    """Every training choice; saved in the model's config.json under ``training``."""
-
-    backbone: str = "timm:resnet18"
-    backbone_options: dict[str, Any] = field(default_factory=dict)
-    embedding_size: int = 128
-    pooling: str = "avg"
-    neck: str = "linear"
-    image_size: tuple[int, int] = (112, 112)
-    channels: int = 3
-    epochs: int = 20
-    batch_size: int = 32
-    m_per_class: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 1
-    loss: str = "triplet"
-    margin: float | None = None      # None: the loss's own default (0.2 for triplet, 0.35 for cosface, ...)
-    miner: str = "batch_hard"        # ignored by proxy losses (normalized_softmax, cosface, arcface)
-    distance: str = "cosine"         # measure spec (verikit.similarity); recorded as the model's similarity
-    keep: str = "last"               # "last" epoch, or the "best" validation EER (noisy on few identities)
-    augment: str = "light"
-    equalize: str = "none"           # photometric normalisation recorded in the model's InputSpec: none, histogram
-    embed_from: str = "neck"         # the layer the saved model's templates come from: neck or pooled
-    tta: str = "auto"                # test-time augmentation recorded in the model: none, hflip, or auto (hflip
-                                     # when the augmentation mirrors images, i.e. light/strong; else none)
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    optimizer: str = "adamw"         # "adamw" or "sgd" (Nesterov momentum)
-    momentum: float = 0.9            # SGD only
-    clip_grad_norm: float = 5.0      # max global gradient norm of the model; 0 turns clipping off
-    amp: bool = True                 # float16 autocast + grad scaling, on CUDA only (a no-op on CPU)
-    patience: int = 0                # stop after this many epochs without a better validation EER; 0: never
-    freeze_epochs: int = 0           # train only the head (backbone frozen) for the first N epochs
-    gradual_unfreeze: int = 0        # after the freeze: one more backbone stage every N epochs, top first; 0: all
-    backbone_lr_scale: float = 1.0   # the backbone's learning rate relative to --lr (0.1: gentle fine-tuning)
-    freeze_batchnorm: bool = False   # batch-norm layers use and keep their running statistics
-
-    def input_spec(self) -> InputSpec:
-        return InputSpec(channels=self.channels, size=tuple(self.image_size), equalize=self.equalize)
-
-    def model_tta(self) -> str:
-        """The model's test-time augmentation: mirrors only for a network trained on mirrored images."""
-        if self.tta != "auto":
-            return self.tta
-        return "hflip" if self.augment in MIRRORING_AUGMENTATIONS else "none"
 
 
 @dataclass
@@ -169,24 +119,6 @@ def _lr_lambda(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]
             return (step + 1) / warm
         return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
     return f
-
-
-# TrainConfig fields that take one of a few names; config files are checked against the same table.
-CHOICES: dict[str, tuple[str, ...]] = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd"),
-                                       "augment": AUGMENTATIONS, "equalize": EQUALIZE_MODES,
-                                       "tta": ("auto", *TTA_MODES), "embed_from": EMBED_FROM}
-
-
-def check_config(cfg: TrainConfig) -> None:
-    """Refuse settings the loop cannot honour, before any image is loaded."""
-    for key, allowed in CHOICES.items():
-        if getattr(cfg, key) not in allowed:
-            raise DataError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
-    for key in ("patience", "freeze_epochs", "gradual_unfreeze", "warmup_epochs"):
-        if getattr(cfg, key) < 0:
-            raise DataError(f"{key} must be >= 0, got {getattr(cfg, key)}")
-    if cfg.backbone_lr_scale < 0 or cfg.clip_grad_norm < 0:
-        raise DataError("backbone_lr_scale and clip_grad_norm must be >= 0")
 
 
 def build_optimizer(cfg: TrainConfig, model: Embedder, loss_fn: torch.nn.Module) -> torch.optim.Optimizer:

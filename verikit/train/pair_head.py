@@ -75,7 +75,7 @@ def pair_head_scores(head: PairHead, embeddings: np.ndarray, labels: Sequence[An
 def fit_pair_head(model: Any, data_dir: str | Path, cfg: PairHeadConfig,
                   progress: Callable[[int], None] | None = None) -> tuple[SavedPairHead, dict[str, Any]]:
     """Embed the dataset with the frozen ``model``, train on some identities, calibrate on the rest."""
-    from ..calibrate.metrics import eer, threshold_at_fmr
+    from ..evaluate.metrics import eer, threshold_at_fmr
     from ..io import scan_identity_folders
     from ..models.inference import embed_files
     from .data import identity_split

@@ -258,7 +258,8 @@ def test_training_from_the_pretrained_descriptor_uses_its_normalisation(fake, tm
     from PIL import Image
 
     from verikit.train.data import Split
-    from verikit.train.loop import TrainConfig, train
+    from verikit.train.config import TrainConfig
+    from verikit.train.loop import train
 
     _, _, root = fake
     file = str(root / "weights" / "dlib_resnet.safetensors")

@@ -31,7 +31,7 @@ def create_backbone(name: str | None = None, *, in_chans: int = 3, pretrained: b
     mean, std 1 (x / 255 - mean / 255). It was trained on RGB faces; ``in_chans=1`` sums the
     first layer's RGB filters and averages the mean, as timm does for grey models.
     """
-    from verikit.errors import ModelError
+    from verikit.plugin_api import ModelError
 
     from .nets import DlibResNet
     from .weights import load_network
@@ -49,7 +49,7 @@ def create_backbone(name: str | None = None, *, in_chans: int = 3, pretrained: b
 
 def descriptor_input_spec(channels: int = 3):
     """How dlib_resnet's input is prepared: 150x150, x / 255 - face-api.js's mean / 255."""
-    from verikit.structures import InputSpec
+    from verikit.plugin_api import InputSpec
 
     from .nets import DESCRIPTOR_SIZE, MEAN_RGB
 
@@ -72,8 +72,7 @@ def create_detector(boxes: str | None = "haar", *, box_options: dict[str, Any] |
     """
     import math
 
-    from verikit.errors import PluginError
-    from verikit.registry import detectors
+    from verikit.plugin_api import PluginError, detectors
 
     from .detector import FaceApiLandmarkDetector
     from .weights import load_network
@@ -93,3 +92,15 @@ def create_detector(boxes: str | None = "haar", *, box_options: dict[str, Any] |
     else:
         box_detector = detectors.create(str(boxes), **(box_options or {}))
     return FaceApiLandmarkDetector(load_network("landmarks", weights), box_detector, float(margin), equalize)
+
+
+def detector_unavailable() -> str | None:
+    """Why the ``faceapi`` detector cannot be built here (its landmark weights are not fetched), or None."""
+    from .weights import NETWORKS, default_dir
+
+    if (default_dir() / NETWORKS["landmarks"][2]).is_file():
+        return None
+    return f"landmark weights not fetched to '{default_dir()}' (run: python -m verikit_faceapi fetch)"
+
+
+create_detector.unavailable = detector_unavailable  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from verikit.errors import VerikitError
+    from verikit.plugin_api import VerikitError
 
     ap = argparse.ArgumentParser(prog="python -m verikit_faceapi", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)

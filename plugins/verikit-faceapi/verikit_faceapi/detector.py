@@ -14,8 +14,7 @@ import numpy as np
 import torch
 from PIL import ImageOps
 
-from verikit.pipeline.alignment import IBUG68_NAMES
-from verikit.structures import Detections
+from verikit.plugin_api import Detections, IBUG68_NAMES
 
 from .nets import LANDMARK_SIZE, MEAN_RGB
 
@@ -62,7 +61,7 @@ class FaceApiLandmarkDetector:
 
     @torch.inference_mode()
     def detect(self, images: Sequence[Any]) -> list[Detections]:
-        from verikit.pipeline.detection import expand_box
+        from verikit.plugin_api import expand_box
 
         if not images:
             return []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 def write_model(out: str | Path, *, weights: str | None = None, mirror: bool = True) -> str:
     """Build and save the model; returns its fingerprint."""
-    from verikit.models.embedder import Embedder
+    from verikit.plugin_api import Embedder
 
     from . import descriptor_input_spec
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verikit.errors import ModelError
+from verikit.plugin_api import ModelError
 
 
 def read_tfjs_weights(manifest: Path) -> dict[str, torch.Tensor]:

@@ -22,8 +22,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from verikit.atomic import write_atomic
-from verikit.errors import ModelError, one_line
+from verikit.plugin_api import ModelError, one_line, write_atomic
 
 PACKAGE, VERSION = "@vladmandic/face-api", "1.7.15"
 TARBALL = f"https://registry.npmjs.org/{PACKAGE}/-/face-api-{VERSION}.tgz"
@@ -61,7 +60,7 @@ def locate(network: str, weights: str | os.PathLike | None) -> Path:
 
 def load_network(network: str, weights: str | os.PathLike | None):
     """The network with its pretrained weights, in eval mode."""
-    from verikit.models.state_dicts import load_state_dict_file
+    from verikit.plugin_api import load_state_dict_file
 
     net = network_class(network)()
     load_state_dict_file(net, locate(network, weights), what=f"faceapi {network}",

@@ -22,7 +22,7 @@ DEFAULT_CASCADE = "frontalface_default"
 
 
 def _size(value: Any, option: str) -> tuple[int, int] | None:
-    from verikit.errors import PluginError
+    from verikit.plugin_api import PluginError
 
     if value is None:
         return None
@@ -49,7 +49,7 @@ def create(cascade: str | None = None, *, scale_factor: float = 1.1, min_neighbo
     """
     import difflib
 
-    from verikit.errors import PluginError
+    from verikit.plugin_api import PluginError
 
     name = cascade or DEFAULT_CASCADE
     if name not in CASCADES:
@@ -67,3 +67,9 @@ def create(cascade: str | None = None, *, scale_factor: float = 1.1, min_neighbo
     return HaarDetector(name, scale_factor=float(scale_factor), min_neighbors=int(min_neighbors),
                         min_size=_size(min_size, "min_size"), max_size=_size(max_size, "max_size"),
                         eyes=bool(eyes), equalize=bool(equalize), border=float(border))
+
+
+# What verikit reads off the factory (verikit.interfaces): Haar needs no downloaded weights, so it
+# is the default detector wherever a command needs one and the user named none.
+create.preference = 10  # type: ignore[attr-defined]
+create.example = ("haar", {})  # type: ignore[attr-defined]

@@ -23,8 +23,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from verikit.errors import PluginError
-from verikit.structures import Detections
+from verikit.plugin_api import Detections, PluginError
 
 from . import CASCADES
 

@@ -25,7 +25,7 @@ TRAIN_OPTIONS = ("encoder", "encoder_weights")
 def resolve_arch(arch: str | None) -> str:
     import difflib
 
-    from verikit.errors import PluginError
+    from verikit.plugin_api import PluginError
 
     name = (arch or DEFAULT_ARCH).lower()
     if name not in ARCHITECTURES:
@@ -36,7 +36,7 @@ def resolve_arch(arch: str | None) -> str:
 
 
 def _size(value: Any) -> int:
-    from verikit.errors import PluginError
+    from verikit.plugin_api import PluginError
 
     try:
         size = int(value)
@@ -61,8 +61,7 @@ def create(arch: str | None = None, *, encoder: str | None = None, weights: str 
     ``input_size``: square side the network sees (multiple of 32; default 256). ``threshold``:
     None for soft masks, else 0/1 masks. ``context``: box growth before cropping (fraction).
     """
-    from verikit.errors import PluginError
-    from verikit.segment.weights import read_sidecar
+    from verikit.plugin_api import PluginError, read_sidecar
 
     name = resolve_arch(arch)
     hub = isinstance(weights, str) and weights.startswith(HUB_PREFIX)
@@ -83,10 +82,10 @@ def create(arch: str | None = None, *, encoder: str | None = None, weights: str 
     else:
         network = build_network(name, encoder, encoder_weights)
         if weights:
-            from verikit.segment.weights import load_weights
+            from verikit.plugin_api import load_weights
 
             load_weights(network, weights)
-    from verikit.segment.base import TorchMaskSegmenter
+    from verikit.plugin_api import TorchMaskSegmenter
 
     return TorchMaskSegmenter(network, input_size=size, threshold=threshold, context=float(context),
                               batch_size=int(batch_size), device=str(device), name=f"smp:{name} ({encoder})")
@@ -99,8 +98,7 @@ def train(arch: str | None = None, *, options: dict[str, Any] | None = None, siz
     ``options`` may set ``encoder`` and ``encoder_weights`` (the rest of the factory options are
     inference-time choices). Writes ``segmenter.safetensors`` + ``segmenter.json`` to ``out``.
     """
-    from verikit.errors import PluginError
-    from verikit.segment.training import fit_segmenter
+    from verikit.plugin_api import PluginError, fit_segmenter
 
     name = resolve_arch(arch)
     options = dict(options or {})
@@ -116,4 +114,5 @@ def train(arch: str | None = None, *, options: dict[str, Any] | None = None, siz
 
 
 create.train = train  # type: ignore[attr-defined]  # what `verikit segment train` looks for
+create.example = ("smp:unet", {"encoder": "tu-mobilenetv3_small_050", "input_size": 64})  # type: ignore[attr-defined]
 __all__ = ["ARCHITECTURES", "create", "train"]

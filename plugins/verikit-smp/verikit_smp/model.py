@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from verikit.errors import PluginError, one_line
+from verikit.plugin_api import PluginError, one_line
 
 
 def build_network(arch: str, encoder: str, encoder_weights: str | None = None) -> torch.nn.Module:

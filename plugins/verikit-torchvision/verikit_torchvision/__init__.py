@@ -33,7 +33,7 @@ SIDECAR = "detector.json"
 def resolve_arch(arch: str | None) -> str:
     import difflib
 
-    from verikit.errors import PluginError
+    from verikit.plugin_api import PluginError
 
     name = arch or DEFAULT_ARCH
     if name not in ARCHITECTURES:
@@ -47,7 +47,7 @@ def read_sidecar(weights: str | None) -> dict[str, Any]:
     """The ``detector.json`` that ``verikit detect train`` writes next to its weights, if any."""
     import json
 
-    from verikit.errors import PluginError
+    from verikit.plugin_api import PluginError
 
     if not weights or weights == "default":
         return {}
@@ -70,7 +70,7 @@ def create(arch: str | None = None, *, weights: str | None = None, num_classes: 
     background + face (default: the ``detector.json`` next to ``weights``, else 91). ``label`` is
     the class index reported as a detection; ``score_threshold`` drops weaker boxes.
     """
-    from verikit.errors import PluginError
+    from verikit.plugin_api import PluginError
 
     name = resolve_arch(arch)
     meta = read_sidecar(weights)
@@ -99,4 +99,5 @@ def train(arch: str | None = None, **kwargs: Any) -> dict[str, Any]:
 
 
 create.train = train  # type: ignore[attr-defined]  # what `verikit detect train` looks for
+create.example = ("torchvision:ssdlite320_mobilenet_v3_large", {})  # type: ignore[attr-defined]  # small build
 __all__ = ["ARCHITECTURES", "create", "train"]

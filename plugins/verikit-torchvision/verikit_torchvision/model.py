@@ -24,7 +24,7 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
 
     Returns the skipped keys.
     """
-    from verikit.models.state_dicts import load_state_dict_file
+    from verikit.plugin_api import load_state_dict_file
 
     return load_state_dict_file(model, path, what="torchvision", hint="check the architecture and num_classes",
                                 strict=strict)
@@ -67,7 +67,7 @@ class TorchvisionDetector:
         return [self._detect_one(image) for image in images]
 
     def _detect_one(self, image: Any) -> Any:
-        from verikit.structures import Detections
+        from verikit.plugin_api import Detections
 
         w, h = image.size
         out = self.model([to_tensor(image).to(self.device)])[0]

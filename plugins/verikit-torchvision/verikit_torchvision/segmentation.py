@@ -25,7 +25,7 @@ VOC_PERSON = 15
 def resolve_arch(arch: str | None) -> str:
     import difflib
 
-    from verikit.errors import PluginError
+    from verikit.plugin_api import PluginError
 
     name = arch or DEFAULT_ARCH
     if name not in ARCHITECTURES:
@@ -63,8 +63,7 @@ def create(arch: str | None = None, *, weights: str | None = None, num_classes: 
     ``input_size``: square side the network sees (default 256). ``threshold``: None for soft
     masks, else 0/1. ``context``: box growth before cropping (fraction of the box).
     """
-    from verikit.errors import PluginError
-    from verikit.segment.weights import read_sidecar
+    from verikit.plugin_api import PluginError, read_sidecar
 
     name = resolve_arch(arch)
     pretrained = weights == "default"
@@ -89,8 +88,7 @@ def create(arch: str | None = None, *, weights: str | None = None, num_classes: 
         raise PluginError(f"torchvision option threshold must be in [0, 1] or null, got {threshold!r}")
     if not float(context) >= 0.0:
         raise PluginError(f"torchvision option context must be >= 0, got {context!r}")
-    from verikit.segment.base import TorchMaskSegmenter
-    from verikit.segment.weights import load_weights
+    from verikit.plugin_api import TorchMaskSegmenter, load_weights
 
     network = build_network(name, classes, pretrained=pretrained)
     if weights and not pretrained:
@@ -105,8 +103,7 @@ def train(arch: str | None = None, *, options: dict[str, Any] | None = None, siz
     :func:`verikit.segment.training.fit_segmenter` (BCE + Dice on the object's softmax logit,
     which for two classes is the two-class cross-entropy). No training options besides the common ones.
     """
-    from verikit.errors import PluginError
-    from verikit.segment.training import fit_segmenter
+    from verikit.plugin_api import PluginError, fit_segmenter
 
     name = resolve_arch(arch)
     if options:
@@ -119,4 +116,5 @@ def train(arch: str | None = None, *, options: dict[str, Any] | None = None, siz
 
 
 create.train = train  # type: ignore[attr-defined]  # what `verikit segment train` looks for
+create.example = ("torchvision:lraspp_mobilenet_v3_large", {"input_size": 64})  # type: ignore[attr-defined]
 __all__ = ["ARCHITECTURES", "create", "train"]

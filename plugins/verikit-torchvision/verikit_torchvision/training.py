@@ -22,8 +22,7 @@ WEIGHTS_FILE = "detector.safetensors"
 
 
 def _samples(items: Sequence[Any]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    from verikit.errors import DataError
-    from verikit.io import load_image
+    from verikit.plugin_api import DataError, load_image
 
     out = []
     for item in items:
@@ -45,14 +44,14 @@ def _flip(image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch
 def fine_tune(arch: str, *, items: Sequence[Any], out: str | Path, epochs: int = 10, weights: str | None = None,
               batch_size: int = 2, lr: float = 1e-4, device: str = "cpu", seed: int = 0,
               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Train ``arch`` with num_classes=2 on ``items`` (:class:`verikit.detect.annotations.AnnotatedImage`).
+    """Train ``arch`` with num_classes=2 on ``items`` (:class:`verikit.evaluate.detection.annotations.AnnotatedImage`).
 
     ``weights`` starts from a local state dict (layers of another shape, e.g. a 91-class COCO
     head, are left at their fresh initialisation). Writes ``out/detector.safetensors`` and
     ``out/detector.json`` (arch, num_classes, training summary); returns the summary.
     ``progress`` is called with 1 after each optimiser step.
     """
-    from verikit.errors import DataError, ModelError
+    from verikit.plugin_api import DataError, ModelError
 
     if epochs < 1 or batch_size < 1 or not lr > 0:
         raise DataError(f"epochs and batch size must be >= 1 and lr > 0 (got {epochs}, {batch_size}, {lr})")

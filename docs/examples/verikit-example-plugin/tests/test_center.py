@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from verikit.errors import PluginError
+from verikit.plugin_api import PluginError
 from verikit.testing import check_detector
 from verikit_example_plugin import create
 

@@ -17,7 +17,7 @@ class CenterDetector:
         self.score = score
 
     def detect(self, images: Sequence) -> list:
-        from verikit.structures import Detections
+        from verikit.plugin_api import Detections
 
         out = []
         for image in images:
@@ -31,7 +31,7 @@ class CenterDetector:
 def create(fraction: str | None = None, *, score: float = 1.0) -> CenterDetector:
     """Entry-point factory. The spec argument arrives as a string (``center:0.5`` -> ``"0.5"``);
     options are keyword-only and JSON-serialisable (``--detector-option score=0.9``)."""
-    from verikit.errors import PluginError
+    from verikit.plugin_api import PluginError
 
     try:
         value = 0.6 if fraction is None else float(fraction)

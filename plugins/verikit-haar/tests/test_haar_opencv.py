@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("verikit_haar", reason="plugins/verikit-haar is not installed (run make)")
 
-from verikit.detect.annotations import load_annotations  # noqa: E402
-from verikit.detect.evaluate import evaluate_detector  # noqa: E402
-from verikit.detect.metrics import detection_metrics  # noqa: E402
+from verikit.evaluate.detection.annotations import load_annotations  # noqa: E402
+from verikit.evaluate.detection.run import evaluate_detector  # noqa: E402
+from verikit.evaluate.detection.metrics import detection_metrics  # noqa: E402
 from verikit.registry import detectors  # noqa: E402
 
+DATA = Path(os.environ.get("VERIKIT_DATA") or Path(__file__).resolve().parents[3].parent / "shared" / "data")
 PARAMS = {"scale_factor": 1.1, "min_neighbors": 5, "min_size": [30, 30]}
 
 
@@ -36,8 +40,8 @@ def _raw_opencv(items, cascade: str):
 
 
 @pytest.mark.parametrize("cascade", ["frontalface_default", "frontalface_alt2"])
-def test_haar_figures_equal_raw_opencv_on_dlib_testing(shared_data, cascade):
-    xml = shared_data / "dlib_faces" / "testing.xml"
+def test_haar_figures_equal_raw_opencv_on_dlib_testing(cascade):
+    xml = DATA / "dlib_faces" / "testing.xml"
     if not xml.is_file():
         pytest.skip(f"{xml} not found")
     items = load_annotations(xml)

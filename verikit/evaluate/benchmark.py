@@ -1,8 +1,9 @@
-"""Running a benchmark protocol through an embedder: the glue between protocols, the model and
-the evaluation. (The one module of :mod:`verikit.calibrate` that touches a model; torch is
-imported only when something has to be embedded.)
+"""Running a benchmark protocol through a file embedder: the glue between protocols, the model and
+the evaluation.
 
-Each unique file is embedded once (through the optional :class:`EmbeddingCache`), pairs are
+The caller supplies the :class:`FileEmbedding` (in verikit, :class:`verikit.pipeline.files.FileEmbedder`:
+a model and the detector/segmenter its files go through), so this module never imports a model
+or the pipeline. Each unique file is embedded once (through the optional :class:`EmbeddingCache`), pairs are
 scored by cosine, optionally normalised against a cohort, and evaluated. The result is a
 JSON-ready dict (see ``docs/evaluation.md`` for the schema) plus a :class:`ScoreSet` that keeps
 the raw scores and their subjects for paired comparisons between runs.
@@ -14,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -24,9 +25,21 @@ from .embedding_cache import EmbeddingCache
 from .evaluation import DEFAULT_FARS, evaluate_verification, fold_accuracy, pair_scores
 from .protocols import IdentificationProtocol, PairsProtocol
 
-__all__ = ["SCHEMA_VERSION", "ScoreSet", "Embedded", "embed_unique", "run_pairs", "run_identification"]
+__all__ = ["SCHEMA_VERSION", "FileEmbedding", "ScoreSet", "Embedded", "embed_unique", "run_pairs", "run_identification"]
 
 SCHEMA_VERSION = 1
+
+
+class FileEmbedding(Protocol):
+    """What a benchmark embeds files with: one L2-normalised embedding per readable file."""
+
+    fingerprint: str  # the model's, recorded in results
+    cache_key: str    # what cached embeddings belong to (model plus pipeline)
+
+    def pipeline_record(self) -> dict[str, Any] | None: ...
+
+    def embed(self, paths: Sequence[Path], progress: Callable[[int], None] | None = None) -> Any:
+        """Returns an object with ``paths``, ``embeddings`` and ``failures`` (``EmbeddedFiles``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,41 +82,23 @@ class Embedded:
     cached: int
 
 
-def cache_key(model: Any, pipeline: Any = None) -> str:
-    """What cached embeddings belong to: the model, plus the detector/segmenter files went through."""
-    if pipeline is None:
-        return model.fingerprint
-    import hashlib
-
-    # with_digests: retrained detector/segmenter weights at the same path invalidate the cache
-    return hashlib.sha256(f"{model.fingerprint}|{pipeline.with_digests().to_meta()}".encode()).hexdigest()
-
-
-def embed_unique(model: Any, files: Sequence[Path], *, cache_dir: str | os.PathLike | None = None,
-                 batch_size: int = 64, progress: Callable[[int], None] | None = None, pipeline: Any = None) -> Embedded:
+def embed_unique(embedder: FileEmbedding, files: Sequence[Path], *, cache_dir: str | os.PathLike | None = None,
+                 progress: Callable[[int], None] | None = None) -> Embedded:
     """Embed each file once (cached ones are read from ``cache_dir``); failures are reported.
 
-    With ``pipeline`` (:class:`verikit.pipeline.settings.PipelineSettings`) each file is embedded
-    through it: its largest face, background masked; a file without a face is a failure.
+    Through a pipeline with a detector, a file without a face is a failure.
     """
     files = [Path(f) for f in files]
-    cache = EmbeddingCache(cache_dir, cache_key(model, pipeline)) if cache_dir is not None else None
+    cache = EmbeddingCache(cache_dir, embedder.cache_key) if cache_dir is not None else None
     found, missing = cache.lookup(files) if cache else ({}, list(range(len(files))))
     if progress and found:
         progress(len(found))
     failures: list[tuple[Path, str]] = []
     if missing:
-        from verikit.models.inference import embed_files
-
         positions: dict[Path, list[int]] = {}
         for k in missing:
             positions.setdefault(files[k], []).append(k)
-        if pipeline is None:
-            out = embed_files(model, list(positions), batch_size=batch_size, progress=progress)
-        else:
-            from verikit.pipeline.operations import embed_files_through
-
-            out = embed_files_through(model, list(positions), pipeline, batch_size=batch_size, progress=progress)
+        out = embedder.embed(list(positions), progress=progress)
         for p, e in zip(out.paths, out.embeddings):
             for k in positions[p]:
                 found[k] = e
@@ -119,51 +114,49 @@ def embed_unique(model: Any, files: Sequence[Path], *, cache_dir: str | os.PathL
     return Embedded(emb, ok, failures, len(files) - len(missing))
 
 
-def _header(model: Any, model_path: str | None, name: str | None, pipeline: Any = None) -> dict[str, Any]:
+def _header(embedder: FileEmbedding, model_path: str | None, name: str | None) -> dict[str, Any]:
     from verikit import __version__
 
     return {"schema_version": SCHEMA_VERSION, "kind": "verikit.benchmark",
             "name": name or (Path(model_path).name if model_path else "run"),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "verikit_version": __version__,
-            "model": {"path": model_path, "fingerprint": model.fingerprint},
-            "pipeline": pipeline.with_digests().to_dict() if pipeline is not None else None}
+            "model": {"path": model_path, "fingerprint": embedder.fingerprint},
+            "pipeline": embedder.pipeline_record()}
 
 
-def _cohort(model: Any, cohort_files: Sequence[Path] | None, cache_dir, batch_size: int,
-            pipeline: Any = None) -> np.ndarray:
+def _cohort(embedder: FileEmbedding, cohort_files: Sequence[Path] | None, cache_dir) -> np.ndarray:
     if not cohort_files:
         raise DataError("score normalisation needs a cohort: pass --cohort DIR (identities not under test)")
-    emb = embed_unique(model, cohort_files, cache_dir=cache_dir, batch_size=batch_size, pipeline=pipeline)
+    emb = embed_unique(embedder, cohort_files, cache_dir=cache_dir)
     if emb.ok.sum() < 2:
         raise DataError("the cohort has fewer than two usable images")
     return emb.embeddings[emb.ok]
 
 
-def run_pairs(model: Any, protocol: PairsProtocol, *, model_path: str | None = None, name: str | None = None,
+def run_pairs(embedder: FileEmbedding, protocol: PairsProtocol, *, model_path: str | None = None, name: str | None = None,
               cache_dir: str | os.PathLike | None = None, norm: str | None = None,
               cohort_files: Sequence[Path] | None = None, top_k: int | None = None,
-              fars: Sequence[float] = DEFAULT_FARS, n_boot: int = 1000, seed: int = 0, batch_size: int = 64,
-              progress: Callable[[int], None] | None = None, pipeline: Any = None) -> tuple[dict[str, Any], ScoreSet]:
+              fars: Sequence[float] = DEFAULT_FARS, n_boot: int = 1000, seed: int = 0,
+              progress: Callable[[int], None] | None = None) -> tuple[dict[str, Any], ScoreSet]:
     """Embed, score, (normalise), evaluate a pairs protocol. Pairs with an unreadable file (or,
     through a ``pipeline`` with a detector, a file without a face) are dropped and listed under
     ``"skipped"``."""
-    from .normalization import normalize_pairs
+    from ..calibrate.normalization import normalize_pairs
 
-    embedded = embed_unique(model, protocol.files, cache_dir=cache_dir, batch_size=batch_size, progress=progress,
-                            pipeline=pipeline)
+    embedded = embed_unique(embedder, protocol.files, cache_dir=cache_dir, progress=progress)
     usable = embedded.ok[protocol.a] & embedded.ok[protocol.b]
     proto = protocol.subset(usable) if not usable.all() else protocol
     scores = pair_scores(embedded.embeddings, proto.a, proto.b)
     norm_info = None
     if norm:
-        cohort = _cohort(model, cohort_files, cache_dir, batch_size, pipeline)
+        cohort = _cohort(embedder, cohort_files, cache_dir)
         k = min(top_k or 300, cohort.shape[0]) if norm == "as" else None
         scores = normalize_pairs(scores, embedded.embeddings, proto.a, proto.b, cohort, norm, k).astype(np.float32)
         norm_info = {"method": norm, "cohort_size": int(cohort.shape[0]), "top_k": k}
     g = proto.genuine
     sa, sb = proto.subject_of[proto.a], proto.subject_of[proto.b]
     score_set = ScoreSet(scores[g], scores[~g], sa[g], sa[~g], sb[~g], proto.subjects, protocol.digest())
-    result = _header(model, model_path, name, pipeline)
+    result = _header(embedder, model_path, name)
     result["protocol"] = protocol.describe()
     result["normalization"] = norm_info
     result["embedding"] = {"files": len(protocol.files), "from_cache": embedded.cached,
@@ -178,16 +171,15 @@ def run_pairs(model: Any, protocol: PairsProtocol, *, model_path: str | None = N
     return result, score_set
 
 
-def run_identification(model: Any, protocol: IdentificationProtocol, *, model_path: str | None = None,
+def run_identification(embedder: FileEmbedding, protocol: IdentificationProtocol, *, model_path: str | None = None,
                        name: str | None = None, cache_dir: str | os.PathLike | None = None, max_rank: int = 20,
-                       fpirs: Sequence[float] = (1e-1, 1e-2), batch_size: int = 64,
-                       progress: Callable[[int], None] | None = None, pipeline: Any = None) -> dict[str, Any]:
+                       fpirs: Sequence[float] = (1e-1, 1e-2),
+                       progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Closed-set CMC over mated probes and open-set DIR at each FPIR (when there are non-mated probes)."""
     from .metrics import cmc, dir_at_fpir, mean_average_precision, wilson_interval
 
     files = [p for p, _ in protocol.gallery] + [p for p, _ in protocol.probes]
-    embedded = embed_unique(model, files, cache_dir=cache_dir, batch_size=batch_size, progress=progress,
-                            pipeline=pipeline)
+    embedded = embed_unique(embedder, files, cache_dir=cache_dir, progress=progress)
     n_g = len(protocol.gallery)
     g_ok, p_ok = embedded.ok[:n_g], embedded.ok[n_g:]
     gallery = embedded.embeddings[:n_g][g_ok]
@@ -216,7 +208,7 @@ def run_identification(model: Any, protocol: IdentificationProtocol, *, model_pa
             rows.append({"fpir": f, "threshold": r.threshold, "dir": r.dir, "measured_fpir": r.fpir,
                          "supported": bool(f * r.n_non_mated >= 30)})
         ident["dir_at_fpir"] = rows
-    result = _header(model, model_path, name, pipeline)
+    result = _header(embedder, model_path, name)
     result["protocol"] = {**protocol.info, "gallery_files": n_g, "probe_files": len(protocol.probes)}
     result["normalization"] = None
     result["embedding"] = {"files": len(files), "from_cache": embedded.cached, "failed": len(embedded.failures)}

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import DataError, ImageError
+from ...errors import DataError, ImageError
 from .annotations import AnnotatedImage
 from .metrics import DetectionMetrics, detection_metrics
 
@@ -34,7 +34,7 @@ def evaluate_detector(detector: Any, items: Sequence[AnnotatedImage], *, iou_thr
 
     An unreadable image is skipped and reported; its ground truth is left out of the figures.
     """
-    from ..io import load_image
+    from ...io import load_image
 
     if not 0.0 < iou_threshold <= 1.0:
         raise DataError(f"IoU threshold must be in (0, 1], got {iou_threshold}")

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from verikit.errors import DataError
+from verikit.similarity import ROW_BLOCK, Measure, as_rows, parse_measure
 
-__all__ = ["all_pairs_scores", "cross_scores"]
+__all__ = ["all_pairs", "all_pairs_scores", "cross_scores"]
 
 _NORM_TOL = 1e-3
 
@@ -139,3 +140,35 @@ def cross_scores(probe_emb: Any, probe_labels: Sequence, gallery_emb: Any, galle
         pos_g += gb.size
         pos_i += ib.size
     return genuine, impostor
+
+
+def all_pairs(embeddings: Any, labels: Any, measure: str | Measure) -> tuple[np.ndarray, np.ndarray]:
+    """``(genuine, impostor)`` scores of every pair i < j under ``measure``.
+
+    Same pair order as :func:`all_pairs_scores` (which it uses for the cosine, then converts);
+    L1 is computed from the vectors.
+
+    >>> import numpy as np
+    >>> e = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], dtype=np.float32)
+    >>> g, i = all_pairs(e, ["a", "a", "b"], "cosine")
+    >>> [round(float(s), 2) for s in g], [round(float(s), 2) for s in i]
+    ([0.6], [0.0, 0.8])
+    """
+    m = parse_measure(measure)
+    if m.monotone_in_cosine:
+        genuine, impostor = all_pairs_scores(embeddings, labels)
+        return m.from_cosine(genuine).astype(np.float32), m.from_cosine(impostor).astype(np.float32)
+    emb = as_rows(embeddings, "embeddings")
+    lab = np.asarray(list(labels))
+    if len(lab) != len(emb):
+        raise DataError(f"{len(lab)} labels but {len(emb)} embeddings")
+    genuine, impostor = [], []
+    for a in range(0, len(emb) - 1, ROW_BLOCK):  # row blocks against the rows after them: no n x n matrix
+        b = min(a + ROW_BLOCK, len(emb) - 1)
+        block = m.scores(emb[a:b], emb[a + 1:]).astype(np.float32)
+        upper = np.arange(len(emb) - a - 1)[None, :] >= np.arange(b - a)[:, None]
+        same = lab[a:b, None] == lab[None, a + 1:]
+        genuine.append(block[upper & same])
+        impostor.append(block[upper & ~same])
+    empty = np.zeros(0, np.float32)
+    return np.concatenate(genuine or [empty]), np.concatenate(impostor or [empty])

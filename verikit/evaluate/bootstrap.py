@@ -7,8 +7,8 @@ subjects ``s`` and ``u`` counts ``c_s * c_u`` times (the two-way "subsets" boots
 et al.). Nothing is copied: each class is sorted once and a replicate is integer weights, a
 reverse cumulative sum and a few ``searchsorted`` calls, O(n) per replicate.
 
-With unit weights the weighted rules here reproduce :func:`~verikit.calibrate.metrics.tar_at_far`
-and :func:`~verikit.calibrate.metrics.eer` exactly (same threshold rule, same tie handling).
+With unit weights the weighted rules here reproduce :func:`~verikit.evaluate.metrics.tar_at_far`
+and :func:`~verikit.evaluate.metrics.eer` exactly (same threshold rule, same tie handling).
 """
 
 from __future__ import annotations

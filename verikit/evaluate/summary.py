@@ -1,16 +1,16 @@
 """The verification summary of large score sets: EER, TAR at several FARs, AUC and a thinned
 exact ROC, from one sort of each class and nothing of size ``n`` besides.
 
-:func:`~verikit.calibrate.metrics.roc` materialises every distinct operating point (three
+:func:`~verikit.evaluate.metrics.roc` materialises every distinct operating point (three
 ``float64`` arrays as long as the scores) and merges the classes; a report needs only a few
 operating points and a curve of a few hundred points. Here each class is sorted once (a copy,
 sorted in place) and everything else is a binary search on the sorted arrays:
 
 * TAR at FAR: the threshold is an order statistic of the sorted impostors (the rule of
-  :func:`~verikit.calibrate.metrics.threshold_at_fmr`), its TAR one ``searchsorted``;
+  :func:`~verikit.evaluate.metrics.threshold_at_fmr`), its TAR one ``searchsorted``;
 * EER: ``FMR - FNMR`` strictly decreases from one distinct observed score to the next, so the
   nearest operating point is found by bisection (O(log^2 n)), with
-  :func:`~verikit.calibrate.metrics.eer`'s tie rules;
+  :func:`~verikit.evaluate.metrics.eer`'s tie rules;
 * AUC: the Mann-Whitney count (``searchsorted`` of the genuine scores into the impostors);
 * the curve: exact points at FMRs spaced evenly on a log axis.
 

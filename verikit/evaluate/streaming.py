@@ -7,7 +7,7 @@ exact value is guaranteed to lie in:
 
 * **TAR at FAR**: the threshold is the lowest edge ``e_j`` whose FMR is ``<= far`` (so the
   FMR there is exact and within target). The exact threshold of
-  :func:`~verikit.calibrate.metrics.threshold_at_fmr` lies in ``(e_{j-1}, e_j]``, hence
+  :func:`~verikit.evaluate.metrics.threshold_at_fmr` lies in ``(e_{j-1}, e_j]``, hence
   ``TAR(e_j) <= TAR_exact <= TAR(e_{j-1})``: the error is at most the genuine fraction in the
   one bin below the edge (``tar_high - tar_low``).
 * **EER**: between the two edges where ``FMR - FNMR`` changes sign, so the exact EER lies in

@@ -3,7 +3,7 @@
 This module owns turning genuine/impostor scores (with their subjects) into the
 ``"verification"`` section of a benchmark result: AUC, EER with its threshold, TAR at each FAR
 with a Wilson interval, the measured FAR there, a ``supported`` flag (rule of 30, see
-:func:`~verikit.calibrate.metrics.min_supported_fmr`), percentile intervals from a bootstrap over
+:func:`~verikit.evaluate.metrics.min_supported_fmr`), percentile intervals from a bootstrap over
 subjects, a thinned ROC for plotting, score histograms, and (LFW View 2) the 10-fold accuracy.
 It also scores pairs from embeddings. It knows nothing about models or files.
 """
