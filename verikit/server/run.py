@@ -11,8 +11,10 @@ Ctrl-C stops accepting connections, lets requests in progress finish (up to
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,12 +109,21 @@ def serve(config: ServeConfig) -> None:
                              timeout_graceful_shutdown=config.graceful_timeout, server_header=False)
     server = _Server(uconfig)
     app.state.server = server
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found: ours notes
+    # it, so a graceful stop exits 0 instead of dying of the signal.
+    terminated: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda sig, frame: terminated.append(sig)) \
+        if threading.current_thread() is threading.main_thread() else None
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if not server.started:
         raise ServeError("the server did not start (its log above says why)")
+    if terminated:
+        _say("stopped on SIGTERM; requests in progress were finished")
 
 
 def describe(config: ServeConfig) -> dict[str, Any]:
