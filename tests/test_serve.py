@@ -7,9 +7,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 
 from tests.serve_helpers import ServerProcess, make_gallery  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _png(size=(48, 48), seed=0) -> bytes:
@@ -222,3 +226,27 @@ def test_several_servers_and_cli_writers_on_one_gallery_stay_consistent(server, 
         info = a.get("/v1/gallery").json()
         assert info["templates"] == info["indexed_vectors"]
         assert b.stop() == 0
+
+
+def _curl_commands() -> list[str]:
+    import re
+
+    text = (REPO / "docs" / "serve.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("curl ")]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_docs_curl_examples_run(server, setup):
+    """docs/serve.md's curl examples run as written (from the repository root) against this server."""
+    _, _, _, key = setup
+    commands = _curl_commands()
+    assert len(commands) >= 10
+    env = {**os.environ, "VERIKIT_URL": server.url, "VERIKIT_KEY": key["admin"]}
+    for command in commands:
+        r = subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{command}\n{r.stdout}\n{r.stderr}"
+        if "/metrics" in command:
+            assert "verikit_requests_total" in r.stdout
+        else:
+            json.loads(r.stdout)  # every other answer is JSON
