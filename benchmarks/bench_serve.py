@@ -107,6 +107,21 @@ def cli_verify_seconds(gallery: Path, probes: list[tuple[Path, str]], runs: int)
     return out
 
 
+def startup_breakdown(model: Path, runs: int) -> dict[str, float]:
+    """Where a `verikit verify` command's time goes: a bare interpreter, importing torch, and
+    importing torch plus loading the model (each a fresh process, median of ``runs``)."""
+    def seconds(code: str) -> float:
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, env=ENV)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+    return {"python_s": seconds("pass"), "import_torch_s": seconds("import torch"),
+            "import_and_load_model_s": seconds(f"from verikit.models.embedder import Embedder; "
+                                               f"Embedder.load({str(model)!r}, device='cpu')")}
+
+
 async def _verify(client: httpx.AsyncClient, path: Path, claim: str, payload: dict[Path, bytes]) -> float:
     t = time.perf_counter()
     r = await client.post("/v1/verify", files={"image": (path.name, payload[path])}, data={"claim": claim})
@@ -161,6 +176,8 @@ def main() -> None:
             shutil.copytree(model, args.keep_model, dirs_exist_ok=True)
         cli = cli_verify_seconds(gallery, probes, cli_runs)
         print(f"verikit verify (whole command): median {statistics.median(cli):.2f} s over {len(cli)} runs", flush=True)
+        breakdown = startup_breakdown(model, cli_runs)
+        print("of which: " + ", ".join(f"{k} {v:.2f}" for k, v in breakdown.items()), flush=True)
         batched = Server(gallery, "--max-batch", "32", "--max-wait-ms", str(args.max_wait_ms))
         try:
             lat = asyncio.run(sequential_latencies(batched.url, probes, latency_n))
@@ -179,7 +196,7 @@ def main() -> None:
                   "trained_on": "ORL s1-s25", "calibrated_on": "ORL s26-s30", "gallery": "ORL s31-s40, images 1-5",
                   "probes": "ORL s31-s40, images 6-10"},
         "quick": args.quick, "threads": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
-        "cli_verify_seconds": {"median": statistics.median(cli), "runs": cli},
+        "cli_verify_seconds": {"median": statistics.median(cli), "runs": cli, "breakdown": breakdown},
         "server_verify_latency_ms": {"p50": p50 * 1e3, "p99": p99 * 1e3, "mean": statistics.mean(lat) * 1e3,
                                      "requests": len(lat)},
         "latency_ratio_cli_over_server_p50": statistics.median(cli) / p50,
