@@ -68,11 +68,21 @@ class ServerProcess:
 
 
 def make_gallery(model_dir: Path, people: Path, gallery: Path) -> Path:
-    """Enroll every identity folder of ``people`` into a new gallery (in this process, through the service)."""
+    """Enroll every identity folder of ``people`` into a new gallery (in this process, through the service).
+
+    The gallery gets its own copy of the model (weights and config only): the shared test model's
+    directory may hold a calibration another test wrote, which would change every score here.
+    """
+    import shutil
+
     from verikit.io import scan_identity_folders
     from verikit.service import Service
 
+    own = gallery.parent / f"{gallery.name}-model"
+    own.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(Path(model_dir) / name, own / name)
     scan = scan_identity_folders(people)
-    with Service.open(gallery, model=model_dir, device="cpu") as svc:
+    with Service.open(gallery, model=own, device="cpu") as svc:
         svc.enroll({n: [str(p) for p in ps] for n, ps in scan.by_identity.items()})
     return gallery
