@@ -9,6 +9,10 @@ light; torch and faiss load on first use of a name that needs them::
         verikit.enroll(model, gallery, {"alice": ["a1.jpg", "a2.jpg"]})
         decision = verikit.verify(model, gallery, "probe.jpg", claim="alice", threshold=0.5)
         results, failures = verikit.search(model, gallery, ["probe.jpg"], top_k=3)
+
+    # or: model, calibration and gallery loaded once and checked together (what the CLI and server use)
+    with verikit.Service.open("people") as service:
+        decision = service.verify("probe.jpg", "alice")
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from importlib import import_module
 from typing import Any
 
 from .errors import (CalibrationError, DataError, FingerprintMismatchError, GalleryError, IdentityNotFoundError,
-                     ImageError, ModelError, PluginError, VerikitError)
+                     ImageError, ModelError, PluginError, VerikitError, VerikitWarning)
 from .structures import Decision, Hit, InputSpec, SearchResult
 
 __version__ = "0.1.0"
@@ -29,9 +33,12 @@ _LAZY = {
     "embed_images": "verikit.models.inference",
     "Gallery": "verikit.index.gallery",
     "IdentityInfo": "verikit.index.gallery",
-    "enroll": "verikit.pipeline.operations",
-    "verify": "verikit.pipeline.operations",
-    "search": "verikit.pipeline.operations",
+    "enroll": "verikit.service.api",
+    "verify": "verikit.service.api",
+    "search": "verikit.service.api",
+    "Service": "verikit.service.app",
+    "EnrollResult": "verikit.service.app",
+    "PipelineRequest": "verikit.service.pipelines",
     "open_gallery": "verikit.pipeline.operations",
     "EnrollReport": "verikit.pipeline.operations",
     "PipelineSettings": "verikit.pipeline.settings",
@@ -47,7 +54,7 @@ _RENAMED = {"open_gallery": "open_gallery_for"}
 
 __all__ = ["__version__", "CalibrationError", "DataError", "Decision", "FingerprintMismatchError", "GalleryError",
            "Hit", "IdentityNotFoundError", "ImageError", "InputSpec", "ModelError", "PluginError", "SearchResult",
-           "VerikitError", *_LAZY]
+           "VerikitError", "VerikitWarning", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -47,3 +47,9 @@ def one_line(exc: BaseException, limit: int = 300) -> str:
     """An exception's message on one line, at most ``limit`` characters: how a third-party error
     (timm, smp, an entry point's import) is quoted inside a verikit error message."""
     return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
+class VerikitWarning(UserWarning):
+    """A result was produced, but how it was made deserves attention (e.g. a threshold calibrated
+    through another detector/segmenter pipeline than the gallery's probes go through). Issued with
+    :func:`warnings.warn`; the CLI prints each as one ``warning:`` line on stderr."""

@@ -116,31 +116,25 @@ def output_name(folder: Path, path: Path, used: set[str], suffix: str = ".png") 
     return folder / name
 
 
-def load_model(model_dir: Path | None, device: str = "auto", gallery_dir: Path | None = None):
-    """Load the model a command needs: the one given, or the one recorded in the gallery."""
-    from ..errors import ModelError
-    from ..models.embedder import Embedder
+@contextmanager
+def printed_warnings() -> Iterator[None]:
+    """Inside: each :class:`verikit.VerikitWarning` the library issues is printed as one ``warning:``
+    line on stderr when it happens (every time, not once per place); other warnings as Python shows them."""
+    import warnings
 
-    if model_dir is None and gallery_dir is not None:
-        from ..index.gallery import Gallery
-        with Gallery.open(gallery_dir) as g:
-            recorded = g.model_path
-        if recorded:
-            model_dir = Path(recorded)
-    if model_dir is None:
-        raise ModelError("no model given: pass --model DIR (or set VERIKIT_MODEL)")
-    return Embedder.load(model_dir, device=device), model_dir
+    from ..errors import VerikitWarning
 
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", VerikitWarning)
+        shown = warnings.showwarning
 
-def load_calibration(model_dir: Path, model):
-    """The model's calibration when present (bound to its fingerprint), else None."""
-    from ..calibrate.threshold import CALIBRATION_FILE, Calibration
-
-    path = Path(model_dir) / CALIBRATION_FILE
-    if not path.is_file():
-        return None
-    cal = Calibration.load(path, fingerprint=model.fingerprint)
-    return cal
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, VerikitWarning):
+                warn(str(message))
+            else:
+                shown(message, category, filename, lineno, file, line)
+        warnings.showwarning = show
+        yield
 
 
 def trainer_of(registry: Any, name: str, protocol: Any, command: str) -> Any:

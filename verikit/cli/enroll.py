@@ -8,10 +8,10 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (DEFAULT_GALLERY, EXIT_PARTIAL, BatchOpt, DeviceOpt, FormatOpt, GalleryOpt, ModelOpt,
-                     OutputFormat, QuietOpt, emit, info, load_model, progress_bar, warn)
+                     OutputFormat, QuietOpt, emit, info, printed_warnings, progress_bar, warn)
 from .pipeline_options import (BackgroundOpt, CropMarginOpt, DetectorOpt, DetectorOptionOpt, MultipleFaces,
                                MultipleFacesOpt, SaveCropsOpt, SegmenterOpt, SegmenterOptionOpt, face_policy,
-                               requested_pipeline)
+                               pipeline_request, pipeline_usage_errors)
 
 
 def enroll(
@@ -57,10 +57,8 @@ def enroll(
     background is masked out first. A new gallery records both so that verify/search use them
     too; images without a face are skipped and listed.
     """
-    from ..errors import DataError
     from ..io import scan_identity_folders
-    from ..pipeline.settings import bind_to_gallery
-    from ..pipeline.operations import commit_enrollment, open_gallery_for, prepare_enrollment
+    from ..service import Service
 
     if from_folder is not None:
         if name or images:
@@ -73,35 +71,18 @@ def enroll(
         if not name or not images:
             raise typer.BadParameter("give NAME and at least one IMAGE, or --from-folder DIR")
         todo = {name: [str(p) for p in images]}
-    existing = (gallery / "gallery.sqlite").exists()
-    net, model_dir = load_model(model, device, gallery if existing else None)
-    # Open an existing gallery first, so another model's gallery is refused before any embedding.
-    g = open_gallery_for(net, gallery) if existing else None
-    try:
-        recorded = bind_to_gallery(g, None) if g is not None else None
-        pipeline = requested_pipeline(detector, detector_option, crop_margin, segmenter, segmenter_option, background,
-                                      recorded)
-        pipeline = bind_to_gallery(g, pipeline) if g is not None else pipeline
+    # An existing gallery is opened first, so another model's gallery is refused before any embedding.
+    with printed_warnings(), pipeline_usage_errors(), Service.open(
+            gallery, model=model, device=device, index=index, batch_size=batch_size,
+            pipeline=pipeline_request(detector, detector_option, crop_margin, segmenter, segmenter_option,
+                                      background)) as service:
         total = sum(len(v) for v in todo.values())
         with progress_bar(f"embedding {total} image(s)", total, quiet) as advance:
-            prepared = prepare_enrollment(net, todo, batch_size=batch_size, progress=advance, pipeline=pipeline,
-                                          faces=face_policy(multiple_faces, save_crops))
-        if not prepared.templates:  # nothing to store: do not even create the gallery
-            failures = prepared.report.failures
-            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-            raise DataError(f"nothing enrolled: {failures[0][1] if failures else 'no images'}{more}")
-        if g is None:
-            g = open_gallery_for(net, gallery, create=True, index=index, model_path=str(Path(model_dir).resolve()),
-                                 pipeline=pipeline)
-        report = commit_enrollment(g, prepared)
-        summary = g.info()
-    finally:
-        if g is not None:
-            g.close()
+            result = service.enroll(todo, progress=advance, faces=face_policy(multiple_faces, save_crops))
+    report, summary = result.report, result.gallery
     for _, reason in report.failures:
         warn(f"skipped {reason}")
-    result = {**report.to_dict(), "gallery": {"path": str(gallery), "identities": summary["identities"],
-                                              "templates": summary["templates"]}}
+    result = result.to_dict()
     if fmt is OutputFormat.json:
         emit(result, fmt)
     else:

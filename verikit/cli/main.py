@@ -48,6 +48,8 @@ detect_app.command("train")(detect_train.detect_train)
 app.add_typer(detect_app, name="detect")
 from . import segment  # noqa: E402 - kept beside its one registration line
 app.add_typer(segment.app, name="segment")
+from . import serve  # noqa: E402 - kept beside its one registration line
+app.add_typer(serve.app, name="serve")
 
 
 def main() -> None:

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 
@@ -17,7 +18,7 @@ from .detect import (PIPELINE_PANEL, CropMarginOpt, DetectorOpt, DetectorOptionO
 
 __all__ = ["Background", "BackgroundOpt", "CropMarginOpt", "DetectorOpt", "DetectorOptionOpt", "MultipleFaces",
            "MultipleFacesOpt", "SaveCropsOpt", "SegmenterOpt", "SegmenterOptionOpt", "face_policy",
-           "requested_pipeline"]
+           "pipeline_request", "pipeline_usage_errors", "requested_pipeline"]
 
 
 class Background(str, Enum):
@@ -42,37 +43,38 @@ BackgroundOpt = Annotated[Optional[Background], typer.Option(
     rich_help_panel=PIPELINE_PANEL)]
 
 
+def pipeline_request(detector: str | None, detector_option: list[str] | None, crop_margin: float | None,
+                     segmenter: str | None = None, segmenter_option: list[str] | None = None,
+                     background: Background | None = None):
+    """The pipeline options as a :class:`verikit.service.PipelineRequest` (KEY=VALUE options parsed)."""
+    from ..service.pipelines import PipelineRequest
+
+    return PipelineRequest(detector, parse_detector_options(detector_option), crop_margin, segmenter,
+                           parse_detector_options(segmenter_option, param_hint="--segmenter-option"),
+                           background.value if background is not None else None)
+
+
 def requested_pipeline(detector: str | None, detector_option: list[str] | None, crop_margin: float | None,
                        segmenter: str | None = None, segmenter_option: list[str] | None = None,
                        background: Background | None = None, recorded: Any = None):
-    """The pipeline the options ask for; unset parts default to the gallery's recorded ones.
+    """The pipeline the options ask for; unset parts default to the gallery's recorded ones
+    (:func:`verikit.service.pipelines.merge_pipeline`). None when nothing was asked."""
+    from ..service.pipelines import merge_pipeline
 
-    Returns None when nothing was asked (the caller then uses what the gallery recorded, if anything).
-    """
-    from ..pipeline.settings import DEFAULT_BACKGROUND, DEFAULT_CROP_MARGIN, PipelineSettings
+    with pipeline_usage_errors():
+        return merge_pipeline(pipeline_request(detector, detector_option, crop_margin, segmenter, segmenter_option,
+                                               background), recorded)
 
-    d_opts = parse_detector_options(detector_option)
-    s_opts = parse_detector_options(segmenter_option, param_hint="--segmenter-option")
-    if detector is None and not d_opts and crop_margin is None and segmenter is None and not s_opts \
-            and background is None:
-        return None
-    det = detector if detector is not None else (recorded.detector if recorded is not None else None)
-    seg = segmenter if segmenter is not None else (recorded.segmenter if recorded is not None else None)
-    if det is None and (d_opts or crop_margin is not None):
-        raise typer.BadParameter("--detector-option and --crop-margin need --detector SPEC")
-    if seg is None and (s_opts or background is not None):
-        raise typer.BadParameter("--segmenter-option and --background need --segmenter SPEC")
-    same_det = recorded is not None and recorded.detector == det
-    same_seg = recorded is not None and recorded.segmenter == seg
-    return PipelineSettings(
-        det,
-        d_opts if (d_opts or not same_det) else recorded.options,
-        crop_margin if crop_margin is not None else (recorded.crop_margin if recorded is not None else DEFAULT_CROP_MARGIN),
-        recorded.align if same_det else True,
-        seg,
-        s_opts if (s_opts or not same_seg) else recorded.segmenter_options,
-        background.value if background is not None else (recorded.background if recorded is not None
-                                                          else DEFAULT_BACKGROUND))
+
+@contextmanager
+def pipeline_usage_errors() -> Iterator[None]:
+    """Options given without the step they configure are a usage error (exit 2), wherever they are found."""
+    from ..service.pipelines import PipelineOptionsError
+
+    try:
+        yield
+    except PipelineOptionsError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def face_policy(multiple_faces: MultipleFaces, save_crops: Path | None):

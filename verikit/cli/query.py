@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -10,33 +9,10 @@ from typing import Annotated
 import typer
 
 from .common import (DEFAULT_GALLERY, EXIT_NO_MATCH, EXIT_PARTIAL, DeviceOpt, FormatOpt, GalleryOpt, ModelOpt,
-                     OutputFormat, ThresholdOpt, emit, load_calibration, load_model, warn)
+                     OutputFormat, ThresholdOpt, emit, printed_warnings, warn)
 from .pipeline_options import (BackgroundOpt, CropMarginOpt, DetectorOpt, DetectorOptionOpt, MultipleFaces,
                                MultipleFacesOpt, SaveCropsOpt, SegmenterOpt, SegmenterOptionOpt, face_policy,
-                               requested_pipeline)
-
-
-def _pipeline_for(g, *options):
-    """The gallery's recorded pipeline, or the requested one when it is the same (else refused)."""
-    from ..pipeline.settings import bind_to_gallery
-
-    recorded = bind_to_gallery(g, None)
-    return bind_to_gallery(g, requested_pipeline(*options, recorded=recorded))
-
-
-def _check_calibrated_pipeline(cal, pipeline) -> None:
-    """Warn when the threshold was calibrated on images prepared otherwise than this gallery's probes."""
-    if cal is None:
-        return
-    from ..pipeline.settings import PipelineSettings
-
-    raw = cal.data.get("pipeline")
-    calibrated = PipelineSettings.from_meta(json.dumps(raw)) if raw else None
-    if calibrated != pipeline:
-        def said(p):
-            return "whole images" if p is None else p.describe()
-        warn(f"the threshold was calibrated on {said(calibrated)}, but this gallery's probes go through "
-             f"{said(pipeline)}: rerun `verikit calibrate` with the same detector/segmenter options")
+                               pipeline_request, pipeline_usage_errors)
 
 ExitCodeOpt = Annotated[bool, typer.Option("--exit-code", help="Exit with status 3 when the answer is no match / unknown.")]
 
@@ -82,30 +58,13 @@ def verify(
     A gallery enrolled with --detector/--segmenter runs the probe through the same steps (no face: error);
     --multiple-faces all is refused here (one face is compared with the claim).
     """
-    from ..index.gallery import Gallery
-    from ..pipeline.operations import verify as do_verify
+    from ..service import Service
 
-    net, model_dir = load_model(model, device, gallery)
-    score_fn = None
-    if scorer is Scorer.pair_head:
-        from ..errors import CalibrationError
-        from ..models.pair_head import SavedPairHead
-
-        head = SavedPairHead.load(model_dir, fingerprint=net.fingerprint)
-        # The similarity calibration is in other units: the head's own threshold, or --threshold.
-        cal, threshold = None, head.threshold if threshold is None else threshold
-        if threshold is None:
-            raise CalibrationError("the pair head has no calibrated threshold (trained with --val-fraction 0): "
-                                   "pass --threshold")
-        score_fn = head.head.best_score
-    else:
-        cal = load_calibration(model_dir, net)
-    with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
-        pipeline = _pipeline_for(g, detector, detector_option, crop_margin, segmenter, segmenter_option, background)
-        if threshold is None:
-            _check_calibrated_pipeline(cal, pipeline)
-        decision = do_verify(net, g, image, claim, threshold=threshold, calibration=cal, pipeline=pipeline,
-                             faces=face_policy(multiple_faces, save_crops), scorer=score_fn)
+    with printed_warnings(), pipeline_usage_errors(), Service.open(
+            gallery, model=model, device=device, threshold=threshold, scorer=scorer.value,
+            pipeline=pipeline_request(detector, detector_option, crop_margin, segmenter, segmenter_option,
+                                      background)) as service:
+        decision = service.verify(image, claim, faces=face_policy(multiple_faces, save_crops))
     data = decision.to_dict()
     if fmt is OutputFormat.json:
         emit(data, fmt)
@@ -148,24 +107,18 @@ def search(
     --multiple-faces all every face is a probe (named FILE#k); images without a face are skipped.
     """
     from ..errors import ImageError
-    from ..index.gallery import Gallery
-    from ..pipeline.operations import search as do_search
+    from ..service import Service
 
-    net, model_dir = load_model(model, device, gallery)
-    cal = load_calibration(model_dir, net)
-    with Gallery.open(gallery, fingerprint=net.fingerprint) as g:
-        pipeline = _pipeline_for(g, detector, detector_option, crop_margin, segmenter, segmenter_option, background)
-        if threshold is None:
-            _check_calibrated_pipeline(cal, pipeline)
-        results, failures = do_search(net, g, [str(p) for p in images], top_k=top_k, threshold=threshold,
-                                      calibration=cal, pipeline=pipeline,
-                                      faces=face_policy(multiple_faces, save_crops))
+    with printed_warnings(), pipeline_usage_errors(), Service.open(
+            gallery, model=model, device=device, threshold=threshold,
+            pipeline=pipeline_request(detector, detector_option, crop_margin, segmenter, segmenter_option,
+                                      background)) as service:
+        results, failures = service.search([str(p) for p in images], top_k=top_k,
+                                           faces=face_policy(multiple_faces, save_crops))
     for _, reason in failures:
         warn(f"skipped {reason}")
     if not results:
         raise ImageError(failures[0][1] if failures else "no probe images")
-    if results[0].threshold is None:
-        warn("no threshold (no calibration.json and no --threshold): ranking only, no unknown decision")
     if fmt is OutputFormat.json:
         emit([r.to_dict() for r in results], fmt)
     else:

@@ -134,8 +134,9 @@ def _prepare_through_pipeline(model: Embedder, images: Mapping[str, Sequence[str
     return Enrollment({n: (np.stack(v), s) for n, (v, s) in grouped.items()}, report, cropper.settings)
 
 
-def commit_enrollment(gallery: Gallery, prepared: Enrollment) -> EnrollReport:
-    """Store prepared templates: one transaction, all identities or none.
+def commit_enrollment(gallery: Gallery, prepared: Enrollment,
+                      metadata: Mapping[str, Mapping[str, object] | None] | None = None) -> EnrollReport:
+    """Store prepared templates (and ``metadata`` per identity): one transaction, all identities or none.
 
     Refuses templates made with other pipeline settings than the gallery records.
     """
@@ -145,7 +146,7 @@ def commit_enrollment(gallery: Gallery, prepared: Enrollment) -> EnrollReport:
         raise DataError(f"these images were embedded without the pipeline gallery '{gallery.path}' records "
                         f"({recorded.describe()}); prepare them with that pipeline")
     if prepared.templates:
-        report.enrolled = gallery.add_many(prepared.templates)
+        report.enrolled = gallery.add_many(prepared.templates, metadata=metadata)
     return report
 
 
@@ -176,16 +177,25 @@ def verify(model: Embedder, gallery: Gallery, image: str | Path, claim: str, *,
     ``scorer(probe, templates)`` replaces the gallery's similarity (e.g. a learned pair head's
     ``best_score``); its threshold must then be in its own units.
     """
-    t = resolve_threshold(threshold, calibration)
-    gallery.identity(claim)  # unknown claim fails before any model work
+    resolve_threshold(threshold, calibration)  # no threshold fails before any model work
+    gallery.identity(claim)  # so does an unknown claim
     settings = bind_to_gallery(gallery, pipeline)
     cropper = FaceCropper(settings, faces) if settings is not None else None
     probe = _embed_probe(model, image, cropper)
+    return decide(gallery, probe, str(image), claim, threshold=threshold, calibration=calibration, scorer=scorer)
+
+
+def decide(gallery: Gallery, probe: np.ndarray, label: str, claim: str, *, threshold: float | None = None,
+           calibration: Calibration | None = None,
+           scorer: Callable[[np.ndarray, np.ndarray], float] | None = None) -> Decision:
+    """The 1:1 decision for an already embedded probe (what :func:`verify` does after embedding;
+    the HTTP server embeds many requests' probes in one forward pass, then decides each)."""
+    t = resolve_threshold(threshold, calibration)
     if scorer is None and calibration is not None and calibration.cohort is not None:
         scorer = calibration.cohort.best_score  # the threshold was calibrated on normalised scores
     score = gallery.score(probe, claim) if scorer is None else scorer(probe, gallery.templates(claim))
     est = calibration.estimated_fmr(score) if calibration is not None else None
-    return Decision(str(image), claim, score, t, est)
+    return Decision(label, claim, score, t, est)
 
 
 def _embed_probe_crops(model: Embedder, images: Sequence[str | Path], cropper: FaceCropper,
@@ -235,6 +245,16 @@ def search(model: Embedder, gallery: Gallery, images: Sequence[str | Path], *, t
         labels, embeddings, failures = [str(p) for p in out.paths], out.embeddings, out.failures
     if len(images) == 1 and failures:
         raise ImageError(failures[0][1])
+    return rank(gallery, labels, embeddings, top_k=top_k, threshold=t, calibration=calibration), failures
+
+
+def rank(gallery: Gallery, labels: Sequence[str], embeddings: np.ndarray, *, top_k: int = 5,
+         threshold: float | None = None, calibration: Calibration | None = None) -> list[SearchResult]:
+    """1:N answers for already embedded probes (what :func:`search` does after embedding)."""
+    try:
+        t: float | None = resolve_threshold(threshold, calibration)
+    except CalibrationError:
+        t = None  # ranking still works; there is just no "unknown" decision
     results = []
     cohort = calibration.cohort if calibration is not None else None
     if len(labels):
@@ -244,4 +264,4 @@ def search(model: Embedder, gallery: Gallery, images: Sequence[str | Path], *, t
             top = hits[0] if hits else None
             ident = None if top is None or (t is not None and top.score < t) else top.identity
             results.append(SearchResult(str(path), tuple(hits), t, ident))
-    return results, failures
+    return results
