@@ -412,3 +412,31 @@ def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_gallery(tmp_path
             assert g.search(g.templates("new-b")[0], 1)[0][0].identity == "new-b"
         g.add("after", unit(50, 1))  # still writable
     assert_index_holds_the_database(path)
+
+
+def test_one_gallery_shared_by_threads(tmp_path):
+    """A Gallery serialises its own connection: threads searching while others enroll and remove
+    (the pattern of a threaded server) see consistent results and raise nothing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "g"
+    with Gallery.create(path, dim=DIM, fingerprint="fp") as g:
+        g.add_many({f"p{i}": (unit(i, 2), None) for i in range(20)})
+
+        def search(i: int) -> str:
+            return g.search(unit(i % 20, 2)[0], 1)[0][0].identity
+
+        def write(i: int) -> None:
+            g.add(f"new{i}", unit(100 + i, 1))
+            if i % 2:
+                g.remove(f"new{i}")
+
+        with ThreadPoolExecutor(6) as pool:  # searches and writes interleaved
+            searches = [pool.submit(search, i) for i in range(120)]
+            writes = [pool.submit(write, i) for i in range(20)]
+            found = [f.result() for f in searches]
+            for f in writes:
+                f.result()
+        assert found == [f"p{i % 20}" for i in range(120)]
+        assert g.info()["indexed_vectors"] == g.n_templates == 40 + 10
+    assert_index_holds_the_database(path)

@@ -44,6 +44,19 @@ names = st.text(st.characters(codec=None), max_size=40) | st.sampled_from(
     ["[/]", "[bold]x[/bold]", "\x1b[31mred", "a\u202eb", " x", "x ", "e\u0301", "\ud800", "😀\u200d😀", "x\x00y"])
 
 
+def cli_output(*args: str) -> str:
+    """The command run in-process (typer's CliRunner): exit 0, and nothing a terminal would act on."""
+    from typer.testing import CliRunner
+
+    from verikit.cli.main import app
+
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, (args, result.output, result.exception)
+    inert = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+    assert not [ch for ch in result.stdout if unicodedata.category(ch) in inert and ch not in "\n\u200c\u200d"]
+    return result.stdout
+
+
 def rendered(value: str) -> str:
     from rich.console import Console
 
@@ -69,12 +82,18 @@ def test_any_name_is_stored_exactly_or_refused_in_one_line(name):
         assert name in g and g.identity(name).name == stored
         assert g.search(unit(1)[0], 1)[0][0].identity == stored
         assert g.audit_log(1)[0]["identity"] == stored
+        g.close()
+        for command in (["gallery", "list"], ["gallery", "audit"]):  # tables may wrap a long name: exit 0, inert
+            cli_output(*command, "-g", str(g.path))
+        assert visible(stored) in cli_output("gallery", "show", "-g", str(g.path), "--", name)
+        g = Gallery.open(g.path)
         renamed = stored + "~" if len(stored) < 200 else "~" + stored[1:]
         g.rename(name, renamed)
         assert renamed in g and name not in g or name == renamed
         assert g.remove(renamed) == 2
         assert [p.name for p in g.identities()] == ["anchor"]
         assert all(e["identity"] != renamed for e in g.audit_log())  # the log was anonymised
+        g.close()
 
 
 @given(value=st.text(st.characters(codec=None), max_size=60))

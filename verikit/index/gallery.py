@@ -577,10 +577,19 @@ class Gallery:
     @_guarded
     def templates(self, name: str) -> np.ndarray:
         """The identity's templates, (n, dim) float32 (each checked: right size, finite)."""
-        with read_snapshot(self._conn):
-            ident, _ = self._identity_row(name)
-            chunks = [v for _, v in self._index.iter_templates(self._conn, "WHERE identity_id=?", (ident,))]
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
+        try:  # one statement (one snapshot) in the usual case: the name as stored
+            rows = self._conn.execute("SELECT t.id, t.vector FROM templates t JOIN identities i ON i.id = t.identity_id "
+                                      "WHERE i.name = ? ORDER BY t.id", (name,)).fetchall()
+        except UnicodeEncodeError:
+            rows = []
+        if not rows:  # another spelling (NFC), no templates, or not enrolled (raises)
+            with read_snapshot(self._conn):
+                ident, _ = self._identity_row(name)
+                rows = self._conn.execute("SELECT id, vector FROM templates WHERE identity_id=? ORDER BY id",
+                                          (ident,)).fetchall()
+        if not rows:
+            return np.zeros((0, self.dim), np.float32)
+        return decode_vectors(rows, self.dim, self._where)
 
     @_guarded
     def score(self, query: np.ndarray, name: str) -> float:

@@ -340,15 +340,20 @@ def read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
             conn.execute("COMMIT")
 
 
+_STATE_SQL = ("SELECT (SELECT value FROM meta WHERE key='generation'), (SELECT value FROM meta WHERE key='templates'), "
+              "(SELECT value FROM meta WHERE key='template_id_hash'), "
+              "(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name='templates')")
+
+
 def db_state(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
-    """(generation, template count, template id hash, id sequence): what an index must match."""
-    meta = dict(conn.execute(
-        "SELECT key, value FROM meta WHERE key IN ('generation', 'templates', 'template_id_hash')"))
-    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='templates'").fetchone()
+    """(generation, template count, template id hash, id sequence): what an index must match.
+    One statement, so the per-search check costs one round trip."""
+    row = conn.execute(_STATE_SQL).fetchone()
     try:
-        return int(meta["generation"]), int(meta["templates"]), int(meta["template_id_hash"]), int(seq[0] if seq else 0)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise GalleryError(f"meta table lost its generation/aggregates ({exc!r}): the gallery file is damaged") from None
+        return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+    except (ValueError, TypeError) as exc:
+        raise GalleryError(f"the meta table lost its generation or template aggregates ({exc}): gallery.sqlite is "
+                           "damaged; restore it from a backup") from None
 
 
 # -- reading templates -----------------------------------------------------------------------------
