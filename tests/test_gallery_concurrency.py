@@ -274,9 +274,9 @@ READER = """
 """
 
 
-def _gallery_with_victims(path: Path) -> dict[str, bytes]:
+def _gallery_with_victims(path: Path, index: str = "faiss:Flat") -> dict[str, bytes]:
     """A gallery with 'keep' and two people to remove; returns each victim's stored template bytes."""
-    with Gallery.create(path, dim=DIM, fingerprint="fp") as g:
+    with Gallery.create(path, dim=DIM, fingerprint="fp", index=index) as g:
         g.add("keep", unit(1, 2), sources=["/photos/keep-1.jpg", "/photos/keep-2.jpg"])
         g.add("victim-one", unit(2, 2), sources=["/photos/victim-one-a.jpg", "/photos/victim-one-b.jpg"])
         g.add("victim-two", unit(3, 2), sources=["/photos/victim-two-a.jpg", "/photos/victim-two-b.jpg"])
@@ -347,10 +347,12 @@ def test_remove_waits_for_a_reader_within_its_bound_then_erases(tmp_path):
     assert _files_holding(path, _needles(victims["victim-two"], "victim-two")) == []
 
 
-def test_remove_with_no_reader_erases_everything_before_returning(tmp_path):
-    """Including the name and source paths from the audit log (it keeps an anonymised event)."""
+@pytest.mark.parametrize("index", ["faiss:Flat", "faiss:HNSW16", "faiss:IVF2,Flat"])
+def test_remove_with_no_reader_erases_everything_before_returning(tmp_path, index):
+    """From the database, its WAL and the saved index (HNSW cannot remove: it is rebuilt), and the
+    name and source paths from the audit log (it keeps an anonymised event)."""
     path = tmp_path / "g"
-    victims = _gallery_with_victims(path)
+    victims = _gallery_with_victims(path, index)
     r = subprocess.run([sys.executable, "-m", "verikit.cli.main", "gallery", "remove", "victim-one", "-g", str(path),
                         "--yes"], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -136,3 +136,11 @@ def test_errors_about_names_are_one_escaped_line(hostile_gallery):
     r = cli("gallery", "show", "\x1b[0mghost", "-g", hostile_gallery)
     assert r.returncode == 1 and b"is not enrolled" in r.stderr
     assert_no_control_bytes(r.stderr)
+
+
+def test_enroll_help_states_the_rule_for_names():
+    r = subprocess.run([sys.executable, "-m", "verikit.cli.main", "enroll", "--help"], capture_output=True, text=True,
+                       env=ENV, timeout=300)
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "up to 200 characters" in text and "escape sequences" in text and "NFC" in text

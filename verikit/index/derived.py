@@ -42,20 +42,20 @@ class DerivedIndex:
     def sync(self, conn: sqlite3.Connection) -> None:
         """Make the index reflect the database snapshot ``conn`` is reading (call inside one)."""
         target = db_state(conn)
-        generation, count, hash_, seq = target
+        generation = target[0]
         if self.state is not None and self.state.matches(*target):
             return
-        if self.state is None or self.state.generation > generation:
+        tried_saved = self.state is None or self.state.generation > generation
+        if tried_saved:
             self._load_saved(generation)
-            if self.state is not None and self.state.matches(*target):
+        if self.state is not None and self.state.generation <= generation and self._catch_up(conn, target):
+            return
+        if not tried_saved:
+            # The saved file may already be at this generation (another process did the work): cheaper
+            # than a rebuild when this index type cannot remove, and checked like any other copy.
+            self._load_saved(generation)
+            if self.state is not None and self.state.generation <= generation and self._catch_up(conn, target):
                 return
-        if self.state is not None and self.state.generation <= generation and self._catch_up(conn, target):
-            return
-        # The saved file may already be at this generation (another process did the work): cheaper
-        # than a rebuild when this index type cannot remove, and checked like any other copy.
-        self._load_saved(generation)
-        if self.state is not None and self.state.generation <= generation and self._catch_up(conn, target):
-            return
         self.rebuild(conn)
 
     def _catch_up(self, conn: sqlite3.Connection, target: tuple[int, int, int, int]) -> bool:
@@ -114,9 +114,12 @@ class DerivedIndex:
                        ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(ids, checked vectors) in id order, in chunks."""
         cur = conn.execute(f"SELECT id, vector FROM templates {where} ORDER BY id", params)
-        while rows := cur.fetchmany(CHUNK):
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            yield ids, decode_vectors(rows, self.dim, self.where)
+        try:
+            while rows := cur.fetchmany(CHUNK):
+                ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+                yield ids, decode_vectors(rows, self.dim, self.where)
+        finally:
+            cur.close()  # an unfinished SELECT would keep its read snapshot (and block erasure) alive
 
     def rebuild(self, conn: sqlite3.Connection) -> None:
         """Build the index from every template in the snapshot ``conn`` reads, and check it."""
@@ -162,6 +165,20 @@ class DerivedIndex:
             return  # an index.faiss that is not the one index.json describes
         self.backend, self.state = backend, record
         self.saved_generation = record.generation
+
+    def save_after_removal(self, conn: sqlite3.Connection, generation: int) -> None:
+        """After a removal committed at ``generation``: save this index when it reflects the removal;
+        otherwise (it could not be updated) delete saved files older than the removal, which hold
+        the removed vectors. The next process to open the gallery rebuilds them from SQLite."""
+        if self.state is not None and self.state.generation >= generation:
+            self.save(conn, force=True)
+            return
+        with index_lock(self.folder, exclusive=True):
+            remove_leftover_temporaries(self.folder)
+            disk = read_record(self.folder)
+            if disk is None or disk.uid != self.uid or disk.generation < generation:
+                (self.folder / INDEX_META_FILE).unlink(missing_ok=True)
+                (self.folder / INDEX_FILE).unlink(missing_ok=True)
 
     def save(self, conn: sqlite3.Connection, *, force: bool = False) -> None:
         """Write index.faiss + index.json, unless the files on disk already hold this state or a

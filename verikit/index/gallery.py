@@ -413,8 +413,10 @@ class Gallery:
             tx.removed(ids)
             audit.close_history(tx, ident, stored, len(ids), keep_identity=keep_audit)
             tx.extra_meta["erasure_pending"] = str(tx.generation)
-        self._after_write(tx, removed=ids)
-        self._index.save(self._conn, force=True)  # index.faiss must not keep the removed vectors either
+        try:
+            self._after_write(tx, removed=ids)
+        finally:  # even if the index could not follow: index.faiss must not keep the removed vectors
+            self._index.save_after_removal(self._conn, tx.generation)
         self.purge(erase_timeout)
         return len(ids)
 
