@@ -1,11 +1,21 @@
 """Concurrent enroll: 4 `verikit enroll` processes writing one gallery at once vs 1 process.
 
-Each configuration enrolls the same number of real images into a fresh gallery through the real
-command (`verikit enroll --from-folder`, one process per writer, all started together), timed
-from the launch of the first process to the exit of the last: process start, torch import,
-model load, decoding, forward and the gallery transaction all count, as a user would time it.
-The single writer (one process, every image) is the baseline measured in the same run, and the
-runs are interleaved so both get the same chances on a shared machine; best of ``--repeats``.
+Each configuration enrolls the same number of real images into a fresh gallery, one process per
+writer, all started together, in two ways:
+
+* ``CLI``: the real command (`verikit enroll --from-folder`), timed from the launch of the first
+  process to the exit of the last: process start, torch import, model load, decoding, forward
+  and the gallery transaction all count, as a user would time it (each extra process pays its
+  own start-up, which has nothing to do with the gallery);
+* ``ready processes``: the same enrollment through the library (``prepare_enrollment`` +
+  ``commit_enrollment``), timed from one "go" signal sent when every writer has loaded its model,
+  until the last one has committed and saved its index: the part the gallery's concurrency model
+  can make faster or slower.
+
+The single writer (one process, every image) is the baseline of each, measured in the same run,
+and the runs are interleaved so all get the same chances on a shared machine; best of
+``--repeats``. Four writers also run at one thread each (cores / writers), since four processes
+of two threads oversubscribe two cores.
 
 Nothing may be lost: after each run the gallery must hold every image's template in SQLite AND
 in the saved index (its ids read with faiss itself), and the index must match SQLite's count.
@@ -77,6 +87,51 @@ def run_writers(folders: list[Path], model: Path, gallery: Path, batch: int, thr
     return seconds
 
 
+LIBRARY_WRITER = """
+import sys, time
+from pathlib import Path
+from verikit.io import scan_identity_folders
+from verikit.models.embedder import Embedder
+from verikit.pipeline.operations import commit_enrollment, open_gallery_for, prepare_enrollment
+folder, model_dir, gallery, batch = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+todo = {n: [str(p) for p in ps] for n, ps in scan_identity_folders(folder).by_identity.items()}
+model = Embedder.load(model_dir)
+print("READY", flush=True)
+sys.stdin.readline()
+g = open_gallery_for(model, gallery, create=True, model_path=str(model_dir))
+commit_enrollment(g, prepare_enrollment(model, todo, batch_size=batch))
+g.close()
+print("DONE", flush=True)
+"""
+
+
+def run_library_writers(folders: list[Path], model: Path, gallery: Path, batch: int, threads: int | None) -> float:
+    """The same enrollment with the process start, imports and model load left out: each writer
+    gets ready, then all start at one signal; seconds from that signal until the last one is done.
+    This is the part the gallery's concurrency model can make faster or slower."""
+    env = {**os.environ}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    procs = [subprocess.Popen([sys.executable, "-c", LIBRARY_WRITER, str(f), str(model), str(gallery), str(batch)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) for f in folders]
+    for p in procs:
+        if p.stdout.readline().strip() != "READY":
+            raise SystemExit(f"a writer failed to start: {p.communicate()[1][-500:]}")
+    start = time.perf_counter()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        line = p.stdout.readline().strip()
+        if line != "DONE":
+            raise SystemExit(f"a writer failed: {p.communicate()[1][-500:]}")
+    seconds = time.perf_counter() - start
+    for p in procs:
+        p.communicate()
+    return seconds
+
+
 def lost(gallery: Path, expected: int) -> dict:
     """What SQLite and the saved index hold, checked from outside verikit (sqlite3, faiss)."""
     import faiss
@@ -123,31 +178,36 @@ def main() -> None:
         Embedder.build(backbone, input_spec=InputSpec(size=(size, size))).eval().save(model)
         print(f"{n} real images from {source} ({len(set(images))} distinct, repeated under distinct names); "
               f"{backbone} at {size} px, batch {args.batch_size}; {args.writers} writers vs 1; {cores} cores")
-        configs = {"1 writer": (1, None), f"{args.writers} writers": (args.writers, None),
-                   f"{args.writers} writers, {max(1, cores // args.writers)} thread each":
-                       (args.writers, max(1, cores // args.writers))}
+        one_thread = max(1, cores // args.writers)
+        # (mode, writers, threads): "cli" times whole commands, "lib" times from an all-ready signal.
+        configs = {"CLI: 1 writer": ("cli", 1, None), f"CLI: {args.writers} writers": ("cli", args.writers, None),
+                   f"CLI: {args.writers} writers, {one_thread} thread each": ("cli", args.writers, one_thread),
+                   "ready processes: 1 writer": ("lib", 1, None),
+                   f"ready processes: {args.writers} writers": ("lib", args.writers, None),
+                   f"ready processes: {args.writers} writers, {one_thread} thread each": ("lib", args.writers, one_thread)}
         times: dict[str, list[float]] = {k: [] for k in configs}
         checks: dict[str, dict] = {}
         for r in range(repeats):
-            for name, (writers, threads) in configs.items():
-                run_dir = work / f"{r}-{len(times[name])}-{writers}-{threads}"
+            for c, (name, (mode, writers, threads)) in enumerate(configs.items()):
+                run_dir = work / f"{r}-{c}"
                 gallery = run_dir / "gallery"
                 folders = folders_for(images, writers, run_dir)
-                seconds = run_writers(folders, model, gallery, args.batch_size, threads)
+                runner = run_writers if mode == "cli" else run_library_writers
+                seconds = runner(folders, model, gallery, args.batch_size, threads)
                 times[name].append(seconds)
                 checks[name] = lost(gallery, n)
-                print(f"  round {r + 1}: {name:<28} {seconds:7.1f} s  {n / seconds:7.1f} img/s  "
+                print(f"  round {r + 1}: {name:<44} {seconds:7.1f} s  {n / seconds:7.1f} img/s  "
                       f"lost {checks[name]['lost']}", flush=True)
-        base = n / min(times["1 writer"])
         result = {"images": n, "distinct_images": len(set(images)), "source": source, "backbone": backbone,
                   "size": size, "batch_size": args.batch_size, "writers": args.writers, "cores": cores,
                   "repeats": repeats, "quick": args.quick, "runs": {}}
-        print(f"\n{'configuration':<30} {'img/s (best)':>12} {'ratio to 1 writer':>18} {'lost':>5}")
-        for name in configs:
+        print(f"\n{'configuration':<46} {'img/s (best)':>12} {'ratio to 1 writer':>18} {'lost':>5}")
+        for name, (mode, _, _) in configs.items():
             ips = n / min(times[name])
+            base = n / min(times["CLI: 1 writer" if mode == "cli" else "ready processes: 1 writer"])
             result["runs"][name] = {"seconds": times[name], "images_per_s": ips, "ratio": ips / base,
                                     "check": checks[name]}
-            print(f"{name:<30} {ips:12.1f} {ips / base:18.2f} {checks[name]['lost']:>5}")
+            print(f"{name:<46} {ips:12.1f} {ips / base:18.2f} {checks[name]['lost']:>5}")
         print("target: >= 0.8 with nothing lost")
         RESULTS.mkdir(exist_ok=True)
         out = RESULTS / "concurrent_enroll.json"

@@ -34,22 +34,21 @@ import sqlite3
 import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from . import audit
+from . import audit, erasure, ranking
 from ..errors import DataError, FingerprintMismatchError, GalleryError, IdentityNotFoundError, VerikitError
 from ..registry import index_backends
 from ..similarity import parse_measure
 from ..structures import Hit
-from .derived import CHUNK, DerivedIndex
+from .derived import DerivedIndex
 from .names import check_name, lookup_forms
 from .state import INDEX_FILE, INDEX_META_FILE, id_hash
-from .store import (BUSY_TIMEOUT_S, SCHEMA_VERSION, SQLITE_ERRORS, GalleryMeta, WriteTransaction, as_gallery_error, connect,
+from .store import (SCHEMA_VERSION, SQLITE_ERRORS, GalleryMeta, WriteTransaction, as_gallery_error, connect,
                     sqlite_message,
                     create_file, damage_in_file, db_state, decode_vectors, fsync_dir, migrate, quick_check,
                     marker, read_meta, read_snapshot)
@@ -425,8 +424,7 @@ class Gallery:
     def erasure_pending(self) -> bool:
         """True while removed templates' bytes may still be in gallery.sqlite or its WAL (a reader
         in another process held an old snapshot when they were removed)."""
-        row = self._conn.execute("SELECT value FROM meta WHERE key='erasure_pending'").fetchone()
-        return bool(row and row[0] not in ("", "0"))
+        return erasure.pending(self._conn) is not None
 
     @_guarded
     def purge(self, timeout: float = DEFAULT_ERASE_TIMEOUT_S) -> bool:
@@ -435,38 +433,7 @@ class Gallery:
 
         Returns True when no removed bytes remain in any gallery file (nothing pending).
         """
-        row = self._conn.execute("SELECT value FROM meta WHERE key='erasure_pending'").fetchone()
-        pending = row[0] if row else "0"
-        if pending in ("", "0"):
-            return True
-        with self._busy_timeout(timeout):
-            if not self._checkpoint():
-                return False
-            # Erased. Clear the mark only if no removal came after the one it names (that one's own
-            # purge, or the next open, deals with it).
-            try:
-                with WriteTransaction(self._conn) as tx:
-                    tx.execute("UPDATE meta SET value='0' WHERE key='erasure_pending' AND value=?", (pending,))
-            except sqlite3.OperationalError:
-                return True  # busy: the bytes are erased; the mark is cleared by a later open
-        with self._busy_timeout(0):
-            self._checkpoint()  # best effort: the WAL now only holds the meta page
-        return True
-
-    @contextmanager
-    def _busy_timeout(self, seconds: float) -> Iterator[None]:
-        """Wait at most ``seconds`` for other processes' locks (instead of BUSY_TIMEOUT_S)."""
-        self._conn.execute(f"PRAGMA busy_timeout = {max(0, int(seconds * 1000))}")
-        try:
-            yield
-        finally:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-
-    def _checkpoint(self) -> bool:
-        """``wal_checkpoint(TRUNCATE)``: True when the WAL is empty and every change (secure_delete's
-        zeros included) is in the database file; False when a reader or writer was in the way."""
-        busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        return busy == 0
+        return erasure.purge(self._conn, timeout)
 
     def _retry_erasure(self) -> None:
         """On open and close: finish a pending erasure if nobody is in the way now (never waits)."""
@@ -614,75 +581,16 @@ class Gallery:
         q = self._validated(queries, "probe")
         with read_snapshot(self._conn):
             if not self.measure.monotone_in_cosine:
-                return self._exact_search(q, top_k)
+                return ranking.exact_search(self._conn, self.measure, q, top_k, self.dim, self._where)
             self._index.sync(self._conn)
-            results = self._index_search(q, top_k)
+            results = ranking.index_search(self._conn, self._index.backend, self.measure, q, top_k)
             if results is None:  # the index named a template the database does not hold: rebuild, once
                 self._index.rebuild(self._conn)
-                results = self._index_search(q, top_k)
+                results = ranking.index_search(self._conn, self._index.backend, self.measure, q, top_k)
             if results is None:
                 raise GalleryError(f"{self._where}: the index and the database disagree even after a rebuild; "
                                    "gallery.sqlite is damaged")
             return results
-
-    def _index_search(self, q: np.ndarray, top_k: int) -> list[list[Hit]] | None:
-        n_total = self._index.backend.ntotal
-        if n_total == 0:
-            return [[] for _ in range(len(q))]
-        per_identity = int(self._conn.execute("SELECT COALESCE(MAX(n_templates), 1) FROM identities").fetchone()[0])
-        # The k-th distinct identity's best template ranks at most (k-1)*T + 1 among templates,
-        # where T is the most templates any identity has: fetching that many is exact.
-        fetch = min(n_total, (top_k - 1) * max(per_identity, 1) + 1)
-        scores, ids = self._index.backend.search(q, fetch)
-        names = self._names_of(np.unique(ids[ids >= 0]))
-        results = []
-        for row_scores, row_ids in zip(scores, ids):
-            hits: list[Hit] = []
-            seen: set[str] = set()
-            for s, i in zip(row_scores, row_ids):
-                if i < 0:
-                    break
-                name = names.get(int(i))
-                if name is None:
-                    return None
-                if name not in seen:
-                    seen.add(name)
-                    hits.append(Hit(name, float(self.measure.from_cosine(s))))
-                    if len(hits) == top_k:
-                        break
-            results.append(hits)
-        return results
-
-    def _exact_search(self, q: np.ndarray, top_k: int) -> list[list[Hit]]:
-        """Brute force over every stored template with the gallery's measure: for L1, whose ranking
-        an inner-product index cannot give. Exact; cost grows linearly with the gallery."""
-        idents = {i: n for i, n in self._conn.execute("SELECT id, name FROM identities")}
-        order = np.array(sorted(idents), dtype=np.int64)
-        best = np.full((len(q), len(order)), -np.inf)
-        cur = self._conn.execute("SELECT identity_id, id, vector FROM templates ORDER BY id")
-        while rows := cur.fetchmany(CHUNK):
-            owners = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            owner = np.searchsorted(order, owners)
-            if len(order) == 0 or (owner >= len(order)).any() or (order[np.minimum(owner, len(order) - 1)] != owners).any():
-                raise GalleryError(f"{self._where}: a template belongs to no enrolled identity: gallery.sqlite is "
-                                   "damaged; restore it from a backup")
-            vecs = decode_vectors([r[1:] for r in rows], self.dim, self._where)
-            scores = self.measure.scores(q, vecs)
-            for k in range(len(q)):  # best template per identity
-                np.maximum.at(best[k], owner, scores[k])
-        results = []
-        for row in best:
-            top = np.argsort(-row, kind="stable")[:top_k]
-            results.append([Hit(idents[int(order[j])], float(row[j])) for j in top if np.isfinite(row[j])])
-        return results
-
-    def _names_of(self, template_ids: np.ndarray) -> dict[int, str]:
-        if len(template_ids) == 0:
-            return {}
-        rows = self._conn.execute(
-            "SELECT t.id, i.name FROM templates t JOIN identities i ON i.id = t.identity_id "
-            "WHERE t.id IN (SELECT value FROM json_each(?))", (json.dumps(template_ids.tolist()),))
-        return dict(rows)
 
     @_guarded
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
