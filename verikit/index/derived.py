@@ -156,7 +156,7 @@ class DerivedIndex:
             backend = index_backends.create(self.spec, dim=self.dim)
             try:
                 backend.load(self.folder / INDEX_FILE)
-            except (RuntimeError, OSError, GalleryError):
+            except (RuntimeError, OSError, MemoryError, GalleryError):
                 return  # unreadable: it is derived data, so it is rebuilt
         if backend.ntotal != record.ntotal:
             return
@@ -170,35 +170,47 @@ class DerivedIndex:
         """After a removal committed at ``generation``: save this index when it reflects the removal;
         otherwise (it could not be updated) delete saved files older than the removal, which hold
         the removed vectors. The next process to open the gallery rebuilds them from SQLite."""
-        if self.state is not None and self.state.generation >= generation:
-            self.save(conn, force=True)
+        if self.state is not None and self.state.generation >= generation and self.save(conn, force=True):
             return
-        with index_lock(self.folder, exclusive=True):
-            remove_leftover_temporaries(self.folder)
-            disk = read_record(self.folder)
-            if disk is None or disk.uid != self.uid or disk.generation < generation:
-                (self.folder / INDEX_META_FILE).unlink(missing_ok=True)
-                (self.folder / INDEX_FILE).unlink(missing_ok=True)
+        try:
+            with index_lock(self.folder, exclusive=True):
+                remove_leftover_temporaries(self.folder)
+                disk = read_record(self.folder)
+                if disk is None or disk.uid != self.uid or disk.generation < generation:
+                    (self.folder / INDEX_META_FILE).unlink(missing_ok=True)
+                    (self.folder / INDEX_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            raise GalleryError(f"{self.where}: the removed templates are gone from the database, but the saved index "
+                               f"that still holds them could be neither rewritten nor deleted ({exc.strerror}); "
+                               f"delete '{self.folder / INDEX_FILE}' by hand") from exc
 
-    def save(self, conn: sqlite3.Connection, *, force: bool = False) -> None:
+    def save(self, conn: sqlite3.Connection, *, force: bool = False) -> bool:
         """Write index.faiss + index.json, unless the files on disk already hold this state or a
-        newer one that is still valid for the database (a reader never moves the files back)."""
+        newer one that is still valid for the database (a reader never moves the files back).
+
+        False when the files could not be written (a full disk, a read-only folder): they are
+        derived data, so that costs the next process a rebuild, never a wrong answer.
+        """
         state = self.state
         if state is None or (not force and self.saved_generation == state.generation):
-            return
+            return state is not None
         empty_untrained = self.backend.needs_training
-        with index_lock(self.folder, exclusive=True):
-            disk = read_record(self.folder)
-            current = int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
-            if (disk is not None and disk.uid == self.uid and disk.index == self.spec
-                    and state.generation < disk.generation <= current):
-                return  # someone saved a newer state: keep it
-            remove_leftover_temporaries(self.folder)
-            if empty_untrained:  # e.g. IVF on an empty gallery: nothing to save, and no old vectors left
-                (self.folder / INDEX_META_FILE).unlink(missing_ok=True)
-                (self.folder / INDEX_FILE).unlink(missing_ok=True)
-            else:
-                self.backend.save(self.folder / INDEX_FILE)
-                write_file_atomic(self.folder / INDEX_META_FILE, state.to_json().encode())
+        try:
+            with index_lock(self.folder, exclusive=True):
+                disk = read_record(self.folder)
+                current = int(conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+                if (disk is not None and disk.uid == self.uid and disk.index == self.spec
+                        and state.generation < disk.generation <= current):
+                    return True  # someone saved a newer state: keep it
+                remove_leftover_temporaries(self.folder)
+                if empty_untrained:  # e.g. IVF on an empty gallery: nothing to save, and no old vectors left
+                    (self.folder / INDEX_META_FILE).unlink(missing_ok=True)
+                    (self.folder / INDEX_FILE).unlink(missing_ok=True)
+                else:
+                    self.backend.save(self.folder / INDEX_FILE)
+                    write_file_atomic(self.folder / INDEX_META_FILE, state.to_json().encode())
+        except (OSError, RuntimeError):
+            return False
         self.saved_generation = state.generation
         marker("index-saved")
+        return True

@@ -282,7 +282,9 @@ class Gallery:
         """Recreate the index from the templates in SQLite, and save it."""
         with read_snapshot(self._conn):
             self._index.rebuild(self._conn)
-        self._index.save(self._conn, force=True)
+        if not self._index.save(self._conn, force=True):
+            raise GalleryError(f"{self._where}: the index was rebuilt but could not be saved (is the folder writable, "
+                               "the disk full?); searches still use the rebuilt one")
 
     @_guarded
     def flush(self) -> None:
