@@ -149,14 +149,15 @@ def test_a_failure_inside_the_transaction_rolls_everything_back(gallery, monkeyp
     calls = {"n": 0}
     real_audit = Gallery._audit
 
-    def failing_audit(self, cur, action, identity, detail):
+    def failing_audit(self, cur, action, identity, detail, **kw):
         calls["n"] += 1
         if calls["n"] == 2:  # after the first identity of the batch was written
             raise sqlite3.OperationalError("disk I/O error (simulated)")
-        return real_audit(self, cur, action, identity, detail)
+        return real_audit(self, cur, action, identity, detail, **kw)
 
     monkeypatch.setattr(Gallery, "_audit", failing_audit)
-    with pytest.raises(sqlite3.OperationalError):
+    # sqlite's error reaches the caller as one GalleryError line naming the gallery
+    with pytest.raises(GalleryError, match=r"gallery '.*': disk I/O error \(simulated\)"):
         gallery.add_many({"n1": (unit(rng, 2), None), "n2": (unit(rng, 2), None)})
     monkeypatch.undo()
     assert [p.name for p in gallery.identities()] == ["keep"]

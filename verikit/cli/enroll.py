@@ -56,6 +56,11 @@ def enroll(
     With --detector the face crops are embedded instead of whole images; with --segmenter the
     background is masked out first. A new gallery records both so that verify/search use them
     too; images without a face are skipped and listed.
+
+    Identity names (NAME, or the folder names) may hold any letters, digits, punctuation,
+    symbols and inner spaces, up to 200 characters; not leading or trailing spaces, nor control
+    or invisible format characters (newlines, tabs, escape sequences, bidi overrides, zero-width
+    spaces). They are stored in Unicode NFC form and always printed as data (docs/gallery.md).
     """
     from ..io import scan_identity_folders
     from ..service import Service
@@ -88,8 +93,9 @@ def enroll(
     else:
         from rich.table import Table
         t = Table("identity", "templates added", title=f"enrolled into {gallery}")
+        from .display import safe_text
         for n, c in sorted(report.enrolled.items()):
-            t.add_row(n, str(c))
+            t.add_row(safe_text(n), str(c))  # a name is data, never markup
         emit(result, fmt, t)
         info(f"gallery now holds {summary['identities']} identities, {summary['templates']} templates")
     if report.failures:

@@ -67,8 +67,10 @@ def main() -> None:
             raise
         from rich.text import Text
 
-        # Text, not markup: a file name like "[1].jpg" must print as itself.
-        err_console.print(Text.assemble(("error: ", "red"), str(exc)), soft_wrap=True)
+        from .display import visible
+
+        # Text, not markup: a file name like "[1].jpg" must print as itself; control characters escaped.
+        err_console.print(Text.assemble(("error: ", "red"), visible(str(exc))), soft_wrap=True)
         sys.exit(EXIT_ERROR)
 
 

@@ -9,6 +9,7 @@ always rebuild it from SQLite, which is why an index that cannot remove vectors 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -67,18 +68,38 @@ class FaissIndex:
         except RuntimeError:
             return False
 
+    def ids(self) -> np.ndarray:
+        """The ids this index holds (any order): what the gallery checks a loaded index against."""
+        import faiss
+
+        if hasattr(self.index, "id_map"):
+            return faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is None:
+            raise GalleryError(f"cannot list the ids of a faiss {type(self.index).__name__} index")
+        lists = ivf.invlists
+        parts = [faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                 for i in range(ivf.nlist) if lists.list_size(i)]
+        return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids), each (Q, k); missing neighbours have id -1."""
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), int(k))
 
     def save(self, path: str | Path) -> None:
-        """Write atomically: a reader never sees half an index."""
+        """Write atomically: a reader never sees half an index (a unique temporary name, because
+        several processes may save the same gallery's index)."""
         import faiss
 
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        faiss.write_index(self.index, str(tmp))
-        os.replace(tmp, path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            faiss.write_index(self.index, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def load(self, path: str | Path) -> None:
         """Replace this index's contents with the index saved at ``path``."""

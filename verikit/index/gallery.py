@@ -4,69 +4,60 @@ A gallery is a directory::
 
     gallery.sqlite   the source of truth: identities, templates (embeddings), metadata,
                      the model fingerprint, an audit log. Changed only inside transactions.
-    index.faiss      derived from the templates; rebuilt whenever it is missing or stale.
-    index.json       which generation of the database the index file reflects.
+    index.faiss      derived from the templates (verikit.index.derived), never trusted blindly.
+    index.json       exactly what index.faiss holds (verikit.index.state).
+    index.lock       serialises saving the two index files.
+
+Any number of processes may read and write one gallery at once; docs/concurrency.md states the
+model and this module, :mod:`.store` and :mod:`.derived` enforce it. In short: writes are SQLite
+transactions (one writer at a time); every process's index is caught up from the database
+before it answers, so a long-lived reader sees other processes' changes on its next call; the
+index files only ever move forward; a removal erases the templates' bytes from every gallery file
+before it returns, or says that it could not yet.
 
 Scores are the similarities of the model's measure (``meta.similarity``, recorded at creation
 from the model; ``cosine`` for galleries that predate it; see :mod:`verikit.similarity`). The index
 always searches unit vectors by inner product; measures that are monotone in the cosine convert its
 scores, and L1 (which is not) is searched exactly by brute force over the stored templates.
 
-Every change bumps ``generation`` inside the same SQLite transaction that makes it. The index is
-saved after the commit (atomically, by rename) with that generation next to it; an index whose
-generation differs from the database's is stale and is rebuilt on open. So a crash or kill at any
-moment leaves either the old or the new gallery, never a mix, and nothing is lost.
+A :class:`Gallery` may be shared by the threads of one process: it serialises its own use of its
+connection.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import secrets
 import sqlite3
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from ..atomic import write_atomic
-from ..errors import DataError, FingerprintMismatchError, GalleryError, IdentityNotFoundError
+from . import audit, erasure, ranking
+from ..errors import DataError, FingerprintMismatchError, GalleryError, IdentityNotFoundError, VerikitError
 from ..registry import index_backends
 from ..similarity import parse_measure
 from ..structures import Hit
+from .derived import DerivedIndex
+from .names import check_name, lookup_forms
+from .state import INDEX_FILE, INDEX_META_FILE, id_hash
+from .store import (SCHEMA_VERSION, SQLITE_ERRORS, GalleryMeta, WriteTransaction, as_gallery_error, connect,
+                    sqlite_message,
+                    create_file, damage_in_file, db_state, decode_vectors, fsync_dir, migrate, quick_check,
+                    marker, read_meta, read_snapshot)
 
-SCHEMA_VERSION = 1
-DB_FILE, INDEX_FILE, INDEX_META_FILE = "gallery.sqlite", "index.faiss", "index.json"
-_REBUILD_CHUNK = 65_536
-
-_SCHEMA = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE identities (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    n_templates INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL
-);
-CREATE INDEX identities_by_size ON identities(n_templates);
-CREATE TABLE templates (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
-    source TEXT,
-    vector BLOB NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE INDEX templates_by_identity ON templates(identity_id);
-CREATE TABLE audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    action TEXT NOT NULL,
-    identity TEXT,
-    detail TEXT NOT NULL DEFAULT '{}'
-);
-"""
+DB_FILE = "gallery.sqlite"
+__all__ = ["DB_FILE", "INDEX_FILE", "INDEX_META_FILE", "SCHEMA_VERSION", "Gallery", "IdentityInfo"]
+DEFAULT_ERASE_TIMEOUT_S = 10.0
+_DECLARED_META = set(GalleryMeta.model_fields)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -81,169 +72,235 @@ class IdentityInfo:
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "templates": self.n_templates, "metadata": self.metadata,
-               "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created_at))}
+               "created_at": _utc(self.created_at)}
         if self.sources:
             out["sources"] = list(self.sources)
         return out
 
 
+def _utc(t: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return "unknown"
+
+
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name.strip() or name != name.strip() or "\n" in name:
-        raise GalleryError(f"invalid identity name {name!r}: use a non-empty name without "
-                           "leading/trailing spaces or newlines")
-    return name
+    """Kept for callers of the old helper: see :func:`verikit.index.names.check_name`."""
+    return check_name(name)
+
+
+def _guarded(method: F) -> F:
+    """Serialise use of the connection (threads) and turn sqlite errors into one-line GalleryErrors."""
+
+    @functools.wraps(method)
+    def wrapper(self: "Gallery", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            if self._conn is None:
+                raise GalleryError(f"gallery '{self.path}' is closed")
+            try:
+                return method(self, *args, **kwargs)
+            except SQLITE_ERRORS as exc:
+                if self._conn is not None and self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise as_gallery_error(exc, f"gallery '{self.path}'") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _safe_source(source: str | None) -> str | None:
+    """A source path as storable text: undecodable bytes (surrogates) are written as escapes."""
+    if source is None:
+        return None
+    source = str(source)
+    try:
+        source.encode("utf-8")
+        return source
+    except UnicodeEncodeError:
+        return source.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class Gallery:
     """Open with :meth:`open` or :meth:`create`; use as a context manager so the index is saved."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
-        self.path = path
-        self._conn = conn
-        meta = dict(conn.execute("SELECT key, value FROM meta"))
-        self.dim = int(meta["dim"])
-        self.fingerprint = meta["fingerprint"]
-        self.index_spec = meta["index"]
-        self.uid = meta["uid"]
-        self.measure = parse_measure(meta.get("similarity", "cosine"))
-        self._meta = meta
-        self._index = index_backends.create(self.index_spec, dim=self.dim)
-        self._index_dirty = False
-        self._load_or_rebuild_index()
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.RLock()
+        self._where = f"gallery '{self.path}'"
+        try:
+            meta = read_meta(conn, self._where)
+            self._meta = {k: str(v) for k, v in dict(conn.execute("SELECT key, value FROM meta")).items()}
+        except SQLITE_ERRORS as exc:
+            raise as_gallery_error(exc, self._where) from exc
+        self.dim = meta.dim
+        self.fingerprint = meta.fingerprint
+        self.index_spec = meta.index
+        self.uid = meta.uid
+        self.measure = parse_measure(meta.similarity)
+        self._created_at = meta.created_at
+        try:
+            self._index = DerivedIndex(self.path, uid=self.uid, spec=self.index_spec, dim=self.dim, where=self._where)
+        except VerikitError as exc:  # the recorded index spec is not usable here: say which gallery
+            raise GalleryError(f"{self._where}: its index {self.index_spec!r} cannot be built: {exc}") from exc
+        self._sync()
 
     # -- opening -------------------------------------------------------------------------------
     @staticmethod
     def _connect(db: Path) -> sqlite3.Connection:
-        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) in _write().
-        conn = sqlite3.connect(str(db), isolation_level=None, timeout=30)
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA journal_mode = WAL")  # readers never block on an enrolling writer
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA secure_delete = ON")  # removal overwrites templates, not just unlinks them
-        return conn
+        return connect(db)
 
     @classmethod
     def create(cls, path: str | Path, *, dim: int, fingerprint: str, index: str = "faiss:Flat",
                model_path: str | None = None, extra_meta: Mapping[str, str] | None = None,
-               similarity: str = "cosine") -> "Gallery":
+               similarity: str = "cosine", exist_ok: bool = False) -> "Gallery":
         """Create a new, empty gallery directory (refuses to overwrite one).
 
-        ``similarity`` is the model's measure (``ModelConfig.similarity``): scores use it.
+        ``similarity`` is the model's measure (``ModelConfig.similarity``): scores use it. With
+        ``exist_ok``, a gallery that exists already (or that another process creates at the same
+        moment) is opened instead, with the fingerprint check of :meth:`open`.
         """
         similarity = parse_measure(similarity).spec  # refuse an unknown measure before creating anything
         path = Path(path)
         if (path / DB_FILE).exists():
+            if exist_ok:
+                return cls.open(path, fingerprint=fingerprint)
             raise GalleryError(f"a gallery already exists at '{path}'")
         if path.exists() and not path.is_dir():
             raise GalleryError(f"gallery path '{path}' exists and is not a directory")
+        clash = _DECLARED_META & set(extra_meta or {})
+        if clash:
+            raise GalleryError(f"extra_meta may not set the gallery's own keys: {sorted(clash)}")
         index_backends.create(index, dim=int(dim))  # fail now on a bad index spec, not later
         path.mkdir(parents=True, exist_ok=True)
-        # Build in a temporary file and rename: a half-created gallery never appears.
-        tmp_db = path / f".{DB_FILE}.creating"
-        tmp_db.unlink(missing_ok=True)
-        conn = cls._connect(tmp_db)
+        meta = {"dim": str(int(dim)), "fingerprint": fingerprint, "index": index, "generation": "0",
+                "uid": uuid.uuid4().hex, "created_at": str(time.time()), "model_path": model_path or "",
+                "similarity": similarity, **(extra_meta or {})}
+        # Built under a name of its own, then linked into place: a half-created gallery never appears,
+        # and of two processes creating one gallery at the same moment exactly one succeeds.
+        tmp_db = path / f".{DB_FILE}.{os.getpid()}.{secrets.token_hex(4)}.creating"
         try:
-            conn.executescript(_SCHEMA)
-            meta = {"schema_version": str(SCHEMA_VERSION), "dim": str(int(dim)), "fingerprint": fingerprint,
-                    "index": index, "generation": "0", "uid": uuid.uuid4().hex, "created_at": str(time.time()),
-                    "model_path": model_path or "", "similarity": similarity, **(extra_meta or {})}
-            conn.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-            conn.execute("INSERT INTO audit(at, action, detail) VALUES (?, 'create', ?)",
-                         (time.time(), json.dumps({"dim": dim, "index": index, "fingerprint": fingerprint})))
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            create_file(tmp_db, meta)
+            try:
+                os.link(tmp_db, path / DB_FILE)
+            except FileExistsError:
+                if not exist_ok:
+                    raise GalleryError(f"a gallery already exists at '{path}'") from None
+            fsync_dir(path)
+        except sqlite3.Error as exc:
+            raise as_gallery_error(exc, f"gallery '{path}'") from exc
         finally:
-            conn.close()
-        for suffix in ("-wal", "-shm"):
-            Path(str(tmp_db) + suffix).unlink(missing_ok=True)
-        os.replace(tmp_db, path / DB_FILE)
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(str(tmp_db) + suffix).unlink(missing_ok=True)
         return cls.open(path, fingerprint=fingerprint)
 
     @classmethod
     def open(cls, path: str | Path, *, fingerprint: str | None = None) -> "Gallery":
-        """Open an existing gallery. With ``fingerprint``, refuse a gallery made by another model."""
+        """Open an existing gallery. With ``fingerprint``, refuse a gallery made by another model.
+
+        The file is checked cheaply for damage, its ``meta`` table against its declared schema, and
+        a version-1 gallery is upgraded in place.
+        """
         path = Path(path)
         db = path / DB_FILE
         if not db.is_file():
             raise GalleryError(f"no gallery at '{path}' (create one with `verikit enroll`)")
+        problem, certain = damage_in_file(db)
+        if problem is not None and not certain:
+            problem = cls._confirm_damage(db, problem)
+        if problem is not None:
+            raise GalleryError(f"'{db}' is not a readable verikit gallery: it {problem}; restore it from a backup")
+        conn = None
         try:
-            conn = cls._connect(db)
-            version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"'{db}' is not a readable verikit gallery: {exc}") from exc
-        if version is None or int(version[0]) != SCHEMA_VERSION:
+            conn = connect(db)
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = row[0] if row else None
+            if version == "1":
+                migrate(conn)
+            elif version != str(SCHEMA_VERSION):
+                raise GalleryError(f"gallery '{path}' has schema_version {version!r} in its meta table; this verikit "
+                                   f"reads schema {SCHEMA_VERSION} (and upgrades schema 1)")
+            stored = read_meta(conn, f"gallery '{path}'").fingerprint
+            if fingerprint is not None and stored != fingerprint:
+                raise FingerprintMismatchError(
+                    f"gallery '{path}' was enrolled with model {stored[:12]}, not this model ({fingerprint[:12]}); "
+                    "use the model it was built with, or enroll into a new gallery with this one")
+            gallery = cls(path, conn)
+        except SQLITE_ERRORS as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.OperationalError):  # busy, I/O, read-only: not the file's fault
+                raise as_gallery_error(exc, f"gallery '{path}'") from exc
+            raise GalleryError(f"'{db}' is not a readable verikit gallery: it is damaged ({sqlite_message(exc)}); "
+                               "restore it from a backup") from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        gallery._retry_erasure()
+        marker("opened")
+        return gallery
+
+    @staticmethod
+    def _confirm_damage(db: Path, problem: str) -> str | None:
+        """The header disagreed with the file size: ask SQLite itself (a concurrent checkpoint can
+        show the same for an instant, and then quick_check finds nothing)."""
+        try:
+            conn = connect(db)
+        except SQLITE_ERRORS as exc:
+            return f"{problem} ({sqlite_message(exc)})"
+        try:
+            found = quick_check(conn)
+        finally:
             conn.close()
-            raise GalleryError(f"gallery '{path}' has schema {version and version[0]}; "
-                               f"this verikit reads schema {SCHEMA_VERSION}")
-        stored = conn.execute("SELECT value FROM meta WHERE key='fingerprint'").fetchone()[0]
-        if fingerprint is not None and stored != fingerprint:
-            conn.close()
-            raise FingerprintMismatchError(
-                f"gallery '{path}' was enrolled with model {stored[:12]}, not this model ({fingerprint[:12]}); "
-                "use the model it was built with, or enroll into a new gallery with this one")
-        return cls(path, conn)
+        return None if found is None else f"{problem}; quick_check: {found[:200]}"
 
     # -- the derived index -----------------------------------------------------------------------
     @property
+    @_guarded
     def generation(self) -> int:
-        return int(self._conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()[0])
+        return self._meta_int("generation")
 
-    def _index_state(self) -> dict[str, Any] | None:
+    def _meta_int(self, key: str) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         try:
-            return json.loads((self.path / INDEX_META_FILE).read_text())
-        except (OSError, ValueError):
-            return None
+            return int(row[0])
+        except (TypeError, ValueError):
+            raise GalleryError(f"{self._where}: meta '{key}' is missing or not a number: gallery.sqlite is damaged; "
+                               "restore it from a backup") from None
 
-    def _load_or_rebuild_index(self) -> None:
-        state = self._index_state()
-        fresh = (state is not None and state.get("uid") == self.uid and state.get("index") == self.index_spec
-                 and state.get("generation") == self.generation and (self.path / INDEX_FILE).is_file())
-        if fresh:
-            try:
-                self._index.load(self.path / INDEX_FILE)
-                return
-            except (RuntimeError, GalleryError):
-                pass  # unreadable index file: it is derived data, so rebuild it
-        self.rebuild_index()
+    def _sync(self) -> None:
+        """Catch the index up with the database (one snapshot); the check every search makes."""
+        with read_snapshot(self._conn):
+            self._index.sync(self._conn)
 
-    def _iter_vectors(self, where: str = "", params: Sequence[Any] = ()) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        cur = self._conn.execute(f"SELECT id, vector FROM templates {where} ORDER BY id", params)
-        while rows := cur.fetchmany(_REBUILD_CHUNK):
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-            yield ids, vecs
-
+    @_guarded
     def rebuild_index(self) -> None:
         """Recreate the index from the templates in SQLite, and save it."""
-        self._index = index_backends.create(self.index_spec, dim=self.dim)
-        if self._index.needs_training:
-            # Approximate indexes learn their partition from the data itself.
-            vecs = [v for _, v in self._iter_vectors()]
-            if vecs:
-                self._index.train(np.concatenate(vecs))
-        for ids, vecs in self._iter_vectors():
-            self._index.add(ids, vecs)
-        self._index_dirty = True
-        self.flush()
+        with read_snapshot(self._conn):
+            self._index.rebuild(self._conn)
+        if not self._index.save(self._conn, force=True):
+            raise GalleryError(f"{self._where}: the index was rebuilt but could not be saved (is the folder writable, "
+                               "the disk full?); searches still use the rebuilt one")
 
+    @_guarded
     def flush(self) -> None:
-        """Save the index if it changed since it was last saved."""
-        if not self._index_dirty:
-            return
-        if self._index.needs_training:  # e.g. IVF on an empty gallery: nothing to save yet
-            (self.path / INDEX_META_FILE).unlink(missing_ok=True)
-            self._index_dirty = False
-            return
-        self._index.save(self.path / INDEX_FILE)
-        state = {"uid": self.uid, "index": self.index_spec, "generation": self.generation,
-                 "ntotal": self._index.ntotal}
-        write_atomic(self.path / INDEX_META_FILE, json.dumps(state))
-        self._index_dirty = False
+        """Save the index if it holds a newer state than the saved one."""
+        self._index.save(self._conn)
 
     def close(self) -> None:
-        if self._conn is not None:
-            self.flush()
-            self._conn.close()
-            self._conn = None  # type: ignore[assignment]
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                self.flush()
+                self._retry_erasure()
+            finally:
+                self._conn.close()
+                self._conn = None
 
     def __enter__(self) -> "Gallery":
         return self
@@ -252,11 +309,11 @@ class Gallery:
         self.close()
 
     # -- writing -----------------------------------------------------------------------------------
-    def _write(self, templates_change: bool = True):
-        return _Transaction(self._conn, templates_change)
-
     def _validated(self, vectors: np.ndarray, what: str) -> np.ndarray:
-        v = np.asarray(vectors, dtype=np.float32)
+        try:
+            v = np.asarray(vectors, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{what}: vectors must be numbers ({exc})") from None
         if v.ndim == 1:
             v = v[None, :]
         if v.ndim != 2 or v.shape[1] != self.dim:
@@ -265,7 +322,7 @@ class Gallery:
             raise DataError(f"{what}: no vectors given")
         if not np.isfinite(v).all():
             raise DataError(f"{what}: vectors contain NaN or infinity")
-        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        norms = np.linalg.norm(v.astype(np.float64), axis=1, keepdims=True)  # float64: no overflow for huge values
         if (norms < 1e-12).any():
             raise DataError(f"{what}: a zero vector cannot be compared")
         # Unit vectors: the inner-product index then ranks by cosine, which every measure but L1 follows.
@@ -274,211 +331,311 @@ class Gallery:
     def add(self, name: str, vectors: np.ndarray, sources: Sequence[str] | None = None,
             metadata: Mapping[str, Any] | None = None) -> int:
         """Enroll templates for one identity (created if new). Returns templates added."""
-        return self.add_many({name: (vectors, sources)}, metadata={name: metadata} if metadata else None)[name]
+        stored = check_name(name)
+        return self.add_many({name: (vectors, sources)}, metadata={name: metadata} if metadata else None)[stored]
 
+    @_guarded
     def add_many(self, batch: Mapping[str, tuple[np.ndarray, Sequence[str] | None]],
                  metadata: Mapping[str, Mapping[str, Any] | None] | None = None) -> dict[str, int]:
-        """Enroll several identities in ONE transaction: all of them land, or none do."""
-        prepared = []
+        """Enroll several identities in ONE transaction: all of them land, or none do.
+
+        Names are stored in their NFC form (see :mod:`verikit.index.names`); the result is keyed by it.
+        """
+        prepared: dict[str, tuple[list[np.ndarray], list[str | None], dict[str, Any]]] = {}
         for name, (vectors, sources) in batch.items():
-            v = self._validated(vectors, f"identity {_check_name(name)!r}")
-            src = list(sources) if sources is not None else [None] * len(v)
+            stored = check_name(name)
+            v = self._validated(vectors, f"identity {stored!r}")
+            src = [_safe_source(s) for s in sources] if sources is not None else [None] * len(v)
             if len(src) != len(v):
-                raise DataError(f"identity {name!r}: {len(v)} vectors but {len(src)} sources")
-            prepared.append((name, v, src))
+                raise DataError(f"identity {stored!r}: {len(v)} vectors but {len(src)} sources")
+            meta = _json_object((metadata or {}).get(name) or {}, f"metadata of identity {stored!r}")
+            vecs, srcs, merged = prepared.setdefault(stored, ([], [], {}))  # two spellings of one name: one identity
+            vecs.append(v)
+            srcs.extend(src)
+            merged.update(meta)
+        if not prepared:
+            return {}
         now = time.time()
-        with self._write() as cur:
+        with WriteTransaction(self._conn) as tx:
             # Template ids are given explicitly, continuing AUTOINCREMENT's sequence (we hold the
             # write lock), so the index learns exactly the ids SQLite stores.
-            seq = cur.execute("SELECT seq FROM sqlite_sequence WHERE name='templates'").fetchone()
-            first_id = (seq[0] if seq else 0) + 1
+            first_id = next_id = tx.next_template_id
             rows = []
-            next_id = first_id
-            for name, v, src in prepared:
-                row = cur.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()
-                meta = dict((metadata or {}).get(name) or {})
+            for name, (vecs, src, meta) in prepared.items():
+                v = vecs[0] if len(vecs) == 1 else np.concatenate(vecs)
+                row = tx.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()
                 if row is None:
-                    cur.execute("INSERT INTO identities(name, metadata, created_at) VALUES (?, ?, ?)",
-                                (name, json.dumps(meta), now))
+                    cur = tx.execute("INSERT INTO identities(name, metadata, created_at) VALUES (?, ?, ?)",
+                                     (name, json.dumps(meta), now))
                     ident, action = cur.lastrowid, "enroll"
                 else:
                     ident, action = row[0], "add_templates"
                     if meta:
-                        self._merge_metadata(cur, ident, meta)
+                        self._merge_metadata(tx, ident, meta)
                 rows.append((next_id, ident, v, src))
                 next_id += len(v)
-                cur.execute("UPDATE identities SET n_templates = n_templates + ? WHERE id=?", (len(v), ident))
-                self._audit(cur, action, name, {"templates": len(v), "sources": [s for s in src if s][:20]})
-            cur.executemany("INSERT INTO templates(id, identity_id, source, vector, created_at) VALUES (?, ?, ?, ?, ?)",
-                            ((start + j, ident, s, vec.tobytes(), now)
-                             for start, ident, v, src in rows for j, (vec, s) in enumerate(zip(v, src))))
-        # Committed: mirror into the index. A crash before flush() leaves a stale index, rebuilt on open.
-        if self._index.needs_training:
-            self.rebuild_index()
-        else:
-            vectors = prepared[0][1] if len(prepared) == 1 else np.concatenate([v for _, v, _ in prepared])
-            self._index.add(np.arange(first_id, next_id, dtype=np.int64), vectors)
-            self._index_dirty = True
-        return {name: len(v) for name, v, _ in prepared}
+                tx.execute("UPDATE identities SET n_templates = n_templates + ? WHERE id=?", (len(v), ident))
+                self._audit(tx, action, name, {"templates": len(v), "sources": [s for s in src if s][:20]},
+                            subject=ident)
+            tx.executemany("INSERT INTO templates(id, identity_id, source, vector, created_at) VALUES (?, ?, ?, ?, ?)",
+                           ((start + j, ident, s, vec.tobytes(), now)
+                            for start, ident, v, src in rows for j, (vec, s) in enumerate(zip(v, src))))
+            ids = np.arange(first_id, next_id, dtype=np.int64)
+            tx.added(ids)
+        # Committed. The index learns the change directly when it was at the state this write built
+        # on; otherwise (another process wrote meanwhile) it catches up from the database.
+        vectors = np.concatenate([r[2] for r in rows]) if len(rows) > 1 else rows[0][2]
+        self._after_write(tx, added=(ids, vectors), seq=next_id - 1)
+        return {name: sum(len(x) for x in vecs) for name, (vecs, _, _) in prepared.items()}
 
-    def remove(self, name: str) -> int:
-        """Delete an identity and all its templates (really deleted, not hidden). Returns templates removed."""
-        ident = self._identity_id(name)
-        ids = np.array([r[0] for r in self._conn.execute("SELECT id FROM templates WHERE identity_id=?", (ident,))],
-                       dtype=np.int64)
-        with self._write() as cur:
-            cur.execute("DELETE FROM templates WHERE identity_id=?", (ident,))
-            cur.execute("DELETE FROM identities WHERE id=?", (ident,))
-            self._audit(cur, "remove", name, {"templates": len(ids)})
-        if len(ids) and not self._index.remove(ids):
-            self.rebuild_index()  # saves the index itself
-        else:
-            self._index_dirty = True
-        # secure_delete zeroed the freed pages; checkpointing moves that into the main file and
-        # empties the WAL, so the removed templates are not left readable anywhere.
-        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def _after_write(self, tx: WriteTransaction, **change: Any) -> None:
+        try:
+            if not self._index.applied(tx.generation_before, tx.generation, **change):
+                self._sync()
+        except Exception:
+            self._index.invalidate()  # the commit stands; the next call rebuilds the index from it
+            raise
+
+    @_guarded
+    def remove(self, name: str, *, erase_timeout: float = DEFAULT_ERASE_TIMEOUT_S, keep_audit: bool = False) -> int:
+        """Delete an identity and all its templates (really deleted, not hidden). Returns templates removed.
+
+        Before returning it saves an index without them and erases their bytes from the database
+        files (waiting at most ``erase_timeout`` seconds for other processes' read transactions);
+        :attr:`erasure_pending` says whether that could not be finished yet (see :meth:`purge`).
+        The audit log keeps the events but drops the name and sources (``keep_audit=True`` keeps them).
+        """
+        with WriteTransaction(self._conn) as tx:
+            ident, stored = self._identity_row(name)
+            ids = np.array([r[0] for r in tx.execute("SELECT id FROM templates WHERE identity_id=?", (ident,))],
+                           dtype=np.int64)
+            tx.execute("DELETE FROM templates WHERE identity_id=?", (ident,))
+            tx.execute("DELETE FROM identities WHERE id=?", (ident,))
+            tx.removed(ids)
+            audit.close_history(tx, ident, stored, len(ids), keep_identity=keep_audit)
+            tx.extra_meta["erasure_pending"] = str(tx.generation)
+        try:
+            self._after_write(tx, removed=ids)
+        finally:  # even if the index could not follow: index.faiss must not keep the removed vectors
+            self._index.save_after_removal(self._conn, tx.generation)
+        self.purge(erase_timeout)
         return len(ids)
 
-    def rename(self, old: str, new: str) -> None:
-        ident = self._identity_id(old)
-        _check_name(new)
-        with self._write(templates_change=False) as cur:  # the index maps template ids: still valid
-            if cur.execute("SELECT 1 FROM identities WHERE name=?", (new,)).fetchone():
-                raise GalleryError(f"cannot rename {old!r} to {new!r}: {new!r} is already enrolled")
-            cur.execute("UPDATE identities SET name=? WHERE id=?", (new, ident))
-            self._audit(cur, "rename", new, {"from": old})
+    @property
+    @_guarded
+    def erasure_pending(self) -> bool:
+        """True while removed templates' bytes may still be in gallery.sqlite or its WAL (a reader
+        in another process held an old snapshot when they were removed)."""
+        return erasure.pending(self._conn) is not None
 
+    @_guarded
+    def purge(self, timeout: float = DEFAULT_ERASE_TIMEOUT_S) -> bool:
+        """Finish erasing removed templates: checkpoint the WAL into the database file and truncate it,
+        waiting at most ``timeout`` seconds for other processes' read transactions to end.
+
+        Returns True when no removed bytes remain in any gallery file (nothing pending).
+        """
+        return erasure.purge(self._conn, timeout)
+
+    def _retry_erasure(self) -> None:
+        """On open and close: finish a pending erasure if nobody is in the way now (never waits)."""
+        try:
+            if self.erasure_pending:
+                self.purge(0)
+        except GalleryError:
+            pass  # busy or read-only: the mark stays and the next open or `gallery purge` tries again
+
+    @_guarded
+    def rename(self, old: str, new: str) -> None:
+        new = check_name(new)
+        with WriteTransaction(self._conn) as tx:  # no template changes: the saved index stays valid
+            ident, stored = self._identity_row(old)
+            if new != stored and tx.execute("SELECT 1 FROM identities WHERE name=?", (new,)).fetchone():
+                raise GalleryError(f"cannot rename {old!r} to {new!r}: {new!r} is already enrolled")
+            tx.execute("UPDATE identities SET name=? WHERE id=?", (new, ident))
+            self._audit(tx, "rename", new, {"from": stored}, subject=ident)
+
+    @_guarded
     def set_metadata(self, name: str, metadata: Mapping[str, Any]) -> None:
         """Merge ``metadata`` into the identity's metadata (a value of None deletes a key)."""
-        ident = self._identity_id(name)
-        with self._write(templates_change=False) as cur:
-            self._merge_metadata(cur, ident, metadata)
-            self._audit(cur, "set_metadata", name, {"keys": sorted(metadata)})
+        metadata = _json_object(metadata, f"metadata of identity {name!r}")
+        with WriteTransaction(self._conn) as tx:
+            ident, stored = self._identity_row(name)
+            self._merge_metadata(tx, ident, metadata)
+            self._audit(tx, "set_metadata", stored, {"keys": sorted(metadata)}, subject=ident)
 
-    def _merge_metadata(self, cur: sqlite3.Cursor, ident: int, metadata: Mapping[str, Any]) -> None:
-        current = json.loads(cur.execute("SELECT metadata FROM identities WHERE id=?", (ident,)).fetchone()[0])
+    def _merge_metadata(self, tx: WriteTransaction, ident: int, metadata: Mapping[str, Any]) -> None:
+        raw = tx.execute("SELECT metadata FROM identities WHERE id=?", (ident,)).fetchone()[0]
+        current = self._metadata_of(raw, ident)
         for k, val in metadata.items():
             if val is None:
                 current.pop(k, None)
             else:
                 current[k] = val
-        cur.execute("UPDATE identities SET metadata=? WHERE id=?", (json.dumps(current), ident))
+        tx.execute("UPDATE identities SET metadata=? WHERE id=?", (json.dumps(current), ident))
 
-    def _audit(self, cur: sqlite3.Cursor, action: str, identity: str | None, detail: Mapping[str, Any]) -> None:
-        cur.execute("INSERT INTO audit(at, action, identity, detail) VALUES (?, ?, ?, ?)",
-                    (time.time(), action, identity, json.dumps(detail)))
+    def _audit(self, tx: Any, action: str, identity: str | None, detail: Mapping[str, Any],
+               subject: int | None = None) -> None:
+        audit.record(tx, action, identity, detail, subject)
 
     # -- reading -----------------------------------------------------------------------------------
-    def _identity_id(self, name: str) -> int:
-        row = self._conn.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()
-        if row is None:
-            raise IdentityNotFoundError(f"identity {name!r} is not enrolled in gallery '{self.path}'")
-        return int(row[0])
+    def _identity_row(self, name: str) -> tuple[int, str]:
+        """(id, stored name) of an enrolled identity, looked up as given or in NFC form."""
+        for form in lookup_forms(name):
+            try:
+                row = self._conn.execute("SELECT id, name FROM identities WHERE name=?", (form,)).fetchone()
+            except UnicodeEncodeError:  # an undecodable name (lone surrogates) is not stored anywhere
+                break
+            if row is not None:
+                return int(row[0]), str(row[1])
+        raise IdentityNotFoundError(f"identity {name!r} is not enrolled in gallery '{self.path}'")
 
+    def _identity_id(self, name: str) -> int:
+        return self._identity_row(name)[0]
+
+    def _metadata_of(self, raw: Any, ident: Any) -> dict[str, Any]:
+        try:
+            value = json.loads(raw)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, dict):
+            raise GalleryError(f"{self._where}: the metadata of identity #{ident} is damaged (not a JSON object)")
+        return value
+
+    @_guarded
     def __len__(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM identities").fetchone()[0])
 
+    @_guarded
     def __contains__(self, name: object) -> bool:
-        return self._conn.execute("SELECT 1 FROM identities WHERE name=?", (name,)).fetchone() is not None
+        if not isinstance(name, str):
+            return False
+        try:
+            self._identity_row(name)
+        except IdentityNotFoundError:
+            return False
+        return True
 
     @property
+    @_guarded
     def n_templates(self) -> int:
-        return int(self._conn.execute("SELECT COALESCE(SUM(n_templates), 0) FROM identities").fetchone()[0])
+        return self._meta_int("templates")
 
+    def _info_of(self, row: tuple[Any, ...]) -> IdentityInfo:
+        ident, name, count, meta, created = row
+        try:
+            return IdentityInfo(str(name), int(count), self._metadata_of(meta, ident), float(created))
+        except (TypeError, ValueError):
+            raise GalleryError(f"{self._where}: the row of identity #{ident} is damaged; restore the gallery "
+                               "from a backup") from None
+
+    @_guarded
     def identities(self) -> list[IdentityInfo]:
-        rows = self._conn.execute("SELECT name, n_templates, metadata, created_at FROM identities ORDER BY name")
-        return [IdentityInfo(n, c, json.loads(m), t) for n, c, m, t in rows]
+        rows = self._conn.execute("SELECT id, name, n_templates, metadata, created_at FROM identities ORDER BY name")
+        return [self._info_of(r) for r in rows]
 
+    @_guarded
     def identity(self, name: str) -> IdentityInfo:
-        ident = self._identity_id(name)
-        n, c, m, t = self._conn.execute(
-            "SELECT name, n_templates, metadata, created_at FROM identities WHERE id=?", (ident,)).fetchone()
-        sources = tuple(s or "" for (s,) in self._conn.execute(
-            "SELECT source FROM templates WHERE identity_id=? ORDER BY id", (ident,)))
-        return IdentityInfo(n, c, json.loads(m), t, sources)
+        with read_snapshot(self._conn):
+            ident, _ = self._identity_row(name)
+            row = self._conn.execute("SELECT id, name, n_templates, metadata, created_at FROM identities WHERE id=?",
+                                     (ident,)).fetchone()
+            sources = tuple(str(s or "") for (s,) in self._conn.execute(
+                "SELECT source FROM templates WHERE identity_id=? ORDER BY id", (ident,)))
+        info = self._info_of(row)
+        return IdentityInfo(info.name, info.n_templates, info.metadata, info.created_at, sources)
 
+    @_guarded
     def templates(self, name: str) -> np.ndarray:
-        """The identity's templates, (n, dim) float32."""
-        ident = self._identity_id(name)
-        chunks = [v for _, v in self._iter_vectors("WHERE identity_id=?", (ident,))]
-        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
+        """The identity's templates, (n, dim) float32 (each checked: right size, finite)."""
+        try:  # one statement (one snapshot) in the usual case: the name as stored
+            rows = self._conn.execute("SELECT t.id, t.vector FROM templates t JOIN identities i ON i.id = t.identity_id "
+                                      "WHERE i.name = ? ORDER BY t.id", (name,)).fetchall()
+        except UnicodeEncodeError:
+            rows = []
+        if not rows:  # another spelling (NFC), no templates, or not enrolled (raises)
+            with read_snapshot(self._conn):
+                ident, _ = self._identity_row(name)
+                rows = self._conn.execute("SELECT id, vector FROM templates WHERE identity_id=? ORDER BY id",
+                                          (ident,)).fetchall()
+        if not rows:
+            return np.zeros((0, self.dim), np.float32)
+        return decode_vectors(rows, self.dim, self._where)
 
+    @_guarded
     def score(self, query: np.ndarray, name: str) -> float:
-        """1:1 score of a probe against an identity: its best template under the gallery's measure (exact)."""
+        """1:1 score of a probe against an identity: its best template under the gallery's measure
+        (exact, read from SQLite in one snapshot: always current, never the index)."""
         q = self._validated(query, "probe")
-        return float(self.measure.scores(self.templates(name), q).max())
+        templates = self.templates(name)
+        if len(templates) == 0:
+            raise GalleryError(f"identity {name!r} has no templates in gallery '{self.path}'")
+        return float(self.measure.scores(templates, q).max())
 
+    @_guarded
     def search(self, queries: np.ndarray, top_k: int = 5) -> list[list[Hit]]:
-        """1:N: for each query the ``top_k`` identities by their best-scoring template."""
+        """1:N: for each query the ``top_k`` identities by their best-scoring template.
+
+        The index is first caught up with the database (one small query when nothing changed), and
+        the names of its hits are read in the same snapshot, so every hit exists."""
         if top_k < 1:
             raise DataError(f"top_k must be at least 1, got {top_k}")
         q = self._validated(queries, "probe")
-        n_total = self._index.ntotal
-        if n_total == 0:
-            return [[] for _ in range(len(q))]
-        if not self.measure.monotone_in_cosine:
-            return self._exact_search(q, top_k)
-        per_identity = int(self._conn.execute("SELECT COALESCE(MAX(n_templates), 1) FROM identities").fetchone()[0])
-        # The k-th distinct identity's best template ranks at most (k-1)*T + 1 among templates,
-        # where T is the most templates any identity has: fetching that many is exact.
-        fetch = min(n_total, (top_k - 1) * per_identity + 1)
-        scores, ids = self._index.search(q, fetch)
-        names = self._names_of(np.unique(ids[ids >= 0]))
-        results = []
-        for row_scores, row_ids in zip(scores, ids):
-            hits: list[Hit] = []
-            seen: set[str] = set()
-            for s, i in zip(row_scores, row_ids):
-                if i < 0:
-                    break
-                name = names[int(i)]
-                if name not in seen:
-                    seen.add(name)
-                    hits.append(Hit(name, float(self.measure.from_cosine(s))))
-                    if len(hits) == top_k:
-                        break
-            results.append(hits)
-        return results
+        with read_snapshot(self._conn):
+            if not self.measure.monotone_in_cosine:
+                return ranking.exact_search(self._conn, self.measure, q, top_k, self.dim, self._where)
+            self._index.sync(self._conn)
+            results = ranking.index_search(self._conn, self._index.backend, self.measure, q, top_k)
+            if results is None:  # the index named a template the database does not hold: rebuild, once
+                self._index.rebuild(self._conn)
+                results = ranking.index_search(self._conn, self._index.backend, self.measure, q, top_k)
+            if results is None:
+                raise GalleryError(f"{self._where}: the index and the database disagree even after a rebuild; "
+                                   "gallery.sqlite is damaged")
+            return results
 
-    def _exact_search(self, q: np.ndarray, top_k: int) -> list[list[Hit]]:
-        """Brute force over every stored template with the gallery's measure: for L1, whose ranking
-        an inner-product index cannot give. Exact; cost grows linearly with the gallery."""
-        idents = {i: n for i, n in self._conn.execute("SELECT id, name FROM identities")}
-        order = np.array(sorted(idents), dtype=np.int64)
-        best = np.full((len(q), len(order)), -np.inf)
-        cur = self._conn.execute("SELECT identity_id, vector FROM templates ORDER BY id")
-        while rows := cur.fetchmany(_REBUILD_CHUNK):
-            owner = np.searchsorted(order, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
-            vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
-            scores = self.measure.scores(q, vecs)
-            for k in range(len(q)):  # best template per identity
-                np.maximum.at(best[k], owner, scores[k])
-        results = []
-        for row in best:
-            top = np.argsort(-row, kind="stable")[:top_k]
-            results.append([Hit(idents[int(order[j])], float(row[j])) for j in top if np.isfinite(row[j])])
-        return results
-
-    def _names_of(self, template_ids: np.ndarray) -> dict[int, str]:
-        if len(template_ids) == 0:
-            return {}
-        rows = self._conn.execute(
-            "SELECT t.id, i.name FROM templates t JOIN identities i ON i.id = t.identity_id "
-            "WHERE t.id IN (SELECT value FROM json_each(?))", (json.dumps(template_ids.tolist()),))
-        return dict(rows)
-
+    @_guarded
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self._conn.execute("SELECT at, action, identity, detail FROM audit ORDER BY id DESC LIMIT ?", (limit,))
-        return [{"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(a)), "action": act, "identity": who,
-                 "detail": json.loads(d)} for a, act, who, d in rows]
+        return audit.read(self._conn, limit, self._where)
 
+    @_guarded
     def info(self) -> dict[str, Any]:
-        return {"path": str(self.path), "identities": len(self), "templates": self.n_templates, "dim": self.dim,
-                "index": self.index_spec, "indexed_vectors": self._index.ntotal,
-                "model_fingerprint": self.fingerprint, "model_path": self._meta.get("model_path") or None,
-                "similarity": self.measure.spec,
-                "generation": self.generation, "schema_version": SCHEMA_VERSION,
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(self._meta["created_at"])))}
+        with read_snapshot(self._conn):
+            self._index.sync(self._conn)
+            return {"path": str(self.path), "identities": len(self), "templates": self.n_templates, "dim": self.dim,
+                    "index": self.index_spec, "indexed_vectors": self._index.backend.ntotal,
+                    "model_fingerprint": self.fingerprint, "model_path": self._meta.get("model_path") or None,
+                    "similarity": self.measure.spec,
+                    "generation": self.generation, "schema_version": SCHEMA_VERSION,
+                    "erasure_pending": self.erasure_pending,
+                    "created_at": _utc(self._created_at)}
+
+    @_guarded
+    def check(self) -> list[str]:
+        """A full check (slow: reads every page and template): SQLite's integrity_check, every
+        template blob, and the index against the database. Returns the problems found (empty: sound)."""
+        problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check(20)") if r[0] != "ok"]
+        if problems:
+            return problems
+        try:
+            with read_snapshot(self._conn):
+                n, h = 0, 0
+                for ids, _ in self._index.iter_templates(self._conn):  # every blob: size and finiteness
+                    n, h = n + len(ids), (h + id_hash(ids)) % (1 << 64)
+                _, count, hash_, _ = db_state(self._conn)
+                if (n, h) != (count, hash_):
+                    problems.append(f"the templates table holds {n} templates but the meta table records {count} "
+                                    "(or other ids)")
+                wrong = [r[0] for r in self._conn.execute(
+                    "SELECT name FROM identities i WHERE n_templates != "
+                    "(SELECT COUNT(*) FROM templates t WHERE t.identity_id = i.id) LIMIT 5")]
+                if wrong:
+                    problems.append(f"template counts of identities {wrong!r} disagree with their templates")
+                if not problems:
+                    self._index.sync(self._conn)
+        except GalleryError as exc:
+            problems.append(str(exc))
+        return problems
 
     @property
     def model_path(self) -> str | None:
@@ -488,25 +645,12 @@ class Gallery:
         return self._meta.get(key)
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error.
-
-    The generation (what a saved index must match) moves only when templates change: renaming an
-    identity or editing its metadata leaves the index valid and never rewrites it.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, templates_change: bool = True) -> None:
-        self.conn = conn
-        self.templates_change = templates_change
-
-    def __enter__(self) -> sqlite3.Cursor:
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn.cursor()
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            if self.templates_change:
-                self.conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+def _json_object(value: Any, what: str) -> dict[str, Any]:
+    """Metadata must be a JSON object with text keys (it is stored as JSON)."""
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise DataError(f"{what} must be a mapping with text keys, got {type(value).__name__}")
+    try:
+        json.dumps(dict(value), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{what} must be JSON-serialisable ({exc})") from None
+    return dict(value)

@@ -57,7 +57,8 @@ def open_gallery_for(model: Embedder, path: str | Path, *, create: bool = False,
         extra = {GALLERY_META_KEY: pipeline.with_digests().to_meta()} if pipeline is not None else None
         # The gallery scores with the measure the model was trained with (verikit.similarity).
         return Gallery.create(path, dim=model.embedding_size, fingerprint=model.fingerprint, index=index,
-                              model_path=model_path, extra_meta=extra, similarity=model.config.similarity)
+                              model_path=model_path, extra_meta=extra, similarity=model.config.similarity,
+                              exist_ok=True)  # another process may create it at the same moment: then join it
     return Gallery.open(path, fingerprint=model.fingerprint)
 
 

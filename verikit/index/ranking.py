@@ -1,0 +1,85 @@
+"""1:N ranking: from the index's nearest templates (or every template) to the best identities.
+
+Both functions run inside the caller's read snapshot, so the names they read belong to the same
+database state the index was caught up to.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import numpy as np
+
+from ..errors import GalleryError
+from ..structures import Hit
+from .derived import CHUNK
+from .store import decode_vectors
+
+
+def index_search(conn: sqlite3.Connection, backend: Any, measure: Any, q: np.ndarray, top_k: int
+                 ) -> list[list[Hit]] | None:
+    """Top-k identities per query through the index; None when the index names a template the
+    database does not hold (the caller rebuilds the index and asks again)."""
+    n_total = backend.ntotal
+    if n_total == 0:
+        return [[] for _ in range(len(q))]
+    per_identity = int(conn.execute("SELECT COALESCE(MAX(n_templates), 1) FROM identities").fetchone()[0])
+    # The k-th distinct identity's best template ranks at most (k-1)*T + 1 among templates,
+    # where T is the most templates any identity has: fetching that many is exact.
+    fetch = min(n_total, (top_k - 1) * max(per_identity, 1) + 1)
+    scores, ids = backend.search(q, fetch)
+    names = names_of(conn, np.unique(ids[ids >= 0]))
+    results = []
+    for row_scores, row_ids in zip(scores, ids):
+        hits: list[Hit] = []
+        seen: set[str] = set()
+        for s, i in zip(row_scores, row_ids):
+            if i < 0:
+                break
+            name = names.get(int(i))
+            if name is None:
+                return None
+            if name not in seen:
+                seen.add(name)
+                hits.append(Hit(name, float(measure.from_cosine(s))))
+                if len(hits) == top_k:
+                    break
+        results.append(hits)
+    return results
+
+
+def exact_search(conn: sqlite3.Connection, measure: Any, q: np.ndarray, top_k: int, dim: int, where: str
+                 ) -> list[list[Hit]]:
+    """Brute force over every stored template with the gallery's measure: for L1, whose ranking
+    an inner-product index cannot give. Exact; cost grows linearly with the gallery."""
+    idents = {i: n for i, n in conn.execute("SELECT id, name FROM identities")}
+    order = np.array(sorted(idents), dtype=np.int64)
+    best = np.full((len(q), len(order)), -np.inf)
+    cur = conn.execute("SELECT identity_id, id, vector FROM templates ORDER BY id")
+    try:
+        while rows := cur.fetchmany(CHUNK):
+            owners = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            owner = np.searchsorted(order, owners)
+            if len(order) == 0 or (owner >= len(order)).any() or (order[np.minimum(owner, len(order) - 1)] != owners).any():
+                raise GalleryError(f"{where}: a template belongs to no enrolled identity: gallery.sqlite is damaged; "
+                                   "restore it from a backup")
+            scores = measure.scores(q, decode_vectors([r[1:] for r in rows], dim, where))
+            for k in range(len(q)):  # best template per identity
+                np.maximum.at(best[k], owner, scores[k])
+    finally:
+        cur.close()
+    results = []
+    for row in best:
+        top = np.argsort(-row, kind="stable")[:top_k]
+        results.append([Hit(idents[int(order[j])], float(row[j])) for j in top if np.isfinite(row[j])])
+    return results
+
+
+def names_of(conn: sqlite3.Connection, template_ids: np.ndarray) -> dict[int, str]:
+    if len(template_ids) == 0:
+        return {}
+    rows = conn.execute("SELECT t.id, i.name FROM templates t JOIN identities i ON i.id = t.identity_id "
+                        "WHERE t.id IN (SELECT value FROM json_each(?))", (json.dumps(template_ids.tolist()),))
+    return dict(rows)
