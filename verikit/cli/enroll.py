@@ -58,7 +58,7 @@ def enroll(
     too; images without a face are skipped and listed.
     """
     from ..errors import DataError
-    from ..io import scan_identity_folders
+    from ..io import path_text, scan_identity_folders
     from ..pipeline.settings import bind_to_gallery
     from ..pipeline.operations import commit_enrollment, open_gallery_for, prepare_enrollment
 
@@ -68,7 +68,8 @@ def enroll(
         scan = scan_identity_folders(from_folder)
         todo = {n: [str(p) for p in ps] for n, ps in scan.by_identity.items()}
         if scan.skipped:
-            warn(f"{len(scan.skipped)} non-image file(s) under '{from_folder}' ignored")
+            warn(f"{len(scan.skipped)} file(s) under '{path_text(from_folder)}' ignored (not images, or not regular "
+                 "files such as named pipes)")
     else:
         if not name or not images:
             raise typer.BadParameter("give NAME and at least one IMAGE, or --from-folder DIR")

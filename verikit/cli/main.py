@@ -51,8 +51,9 @@ app.add_typer(segment.app, name="segment")
 
 
 def main() -> None:
-    from .common import EXIT_ERROR, debug_enabled, err_console
+    from .common import EXIT_ERROR, debug_enabled, err_console, safe_output
 
+    safe_output()
     try:
         app(standalone_mode=True)
     except KeyboardInterrupt:
