@@ -91,6 +91,25 @@ def test_pairs_csv_malformed_names_file_and_line(people: Path, text: str, messag
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("first", ["a,b,2", "Ann/Ann_0001.jpg,Ann/Ann_0002.jpg,2", "x,y,-1", "x,y,0.5", "x,y,",
+                                   "x,y,?", "Ann/Ann_0001.jpg,Ann/Ann_0002.jpg,maybe"])
+def test_pairs_csv_first_row_with_a_bad_label_is_an_error_not_a_header(people: Path, first: str) -> None:
+    """A first row `a,b,2` used to be dropped silently as a header: a header is a word that is not a
+    label in the label column (and, when files are checked, paths that are not files)."""
+    csv = _write(people / "bad.csv", first + "\nAnn/Ann_0001.jpg,Bob/Bob_0001.jpg,0\n")
+    with pytest.raises(DataError) as e:
+        read_pairs_csv(csv, people)
+    label = first.split(",")[2]
+    assert str(e.value).endswith(f"bad.csv:1: label '{label}' is not one of 1/0, true/false, same/different, yes/no")
+
+
+@pytest.mark.parametrize("header", ["path_a,path_b,label", "a,b,is_same", "first,second,same person", "A,B,Label"])
+def test_pairs_csv_header_words(people: Path, header: str) -> None:
+    csv = _write(people / "h.csv", header + "\nAnn/Ann_0001.jpg,Bob/Bob_0001.jpg,0\n")
+    p = read_pairs_csv(csv, people)
+    assert len(p) == 1 and p.lines.tolist() == [2]
+
+
 def test_pairs_csv_missing_and_binary_files(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         read_pairs_csv(tmp_path / "nope.csv")

@@ -49,6 +49,7 @@ _LAZY = {
     "train": "verikit.train.loop",
     "load_image": "verikit.io",
     "scan_identity_folders": "verikit.io",
+    "to_image": "verikit.image_input",
 }
 _RENAMED = {"open_gallery": "open_gallery_for"}
 

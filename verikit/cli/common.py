@@ -44,6 +44,30 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 DEFAULT_GALLERY = Path("verikit-gallery")
 
 
+def _escape_undecodable(exc: UnicodeError) -> tuple[str, int]:
+    """Codec error handler: a byte of a file name that is not UTF-8 (held by Python as a lone
+    surrogate) prints as ``\\xNN``, as :func:`verikit.io.path_text` stores it; any other character
+    the stream cannot encode prints as a backslash escape."""
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    out = []
+    for c in exc.object[exc.start:exc.end]:
+        code = ord(c)
+        out.append(f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else c.encode("ascii", "backslashreplace").decode())
+    return "".join(out), exc.end
+
+
+def safe_output() -> None:
+    """Make stdout and stderr print every string: a file name that is not UTF-8, echoed back from
+    the command line, must not crash a command after its work is done."""
+    import codecs
+
+    codecs.register_error("verikit-escape", _escape_undecodable)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="verikit-escape")
+
+
 def emit(data: Any, fmt: OutputFormat, table: Any = None) -> None:
     """Results go to stdout: JSON with a stable schema, or a rich table for people."""
     if fmt is OutputFormat.json:

@@ -62,7 +62,7 @@ def enroll(
     or invisible format characters (newlines, tabs, escape sequences, bidi overrides, zero-width
     spaces). They are stored in Unicode NFC form and always printed as data (docs/gallery.md).
     """
-    from ..io import scan_identity_folders
+    from ..io import path_text, scan_identity_folders
     from ..service import Service
 
     if from_folder is not None:
@@ -71,7 +71,8 @@ def enroll(
         scan = scan_identity_folders(from_folder)
         todo = {n: [str(p) for p in ps] for n, ps in scan.by_identity.items()}
         if scan.skipped:
-            warn(f"{len(scan.skipped)} non-image file(s) under '{from_folder}' ignored")
+            warn(f"{len(scan.skipped)} file(s) under '{path_text(from_folder)}' ignored (not images, or not regular "
+                 "files such as named pipes)")
     else:
         if not name or not images:
             raise typer.BadParameter("give NAME and at least one IMAGE, or --from-folder DIR")

@@ -53,8 +53,9 @@ app.add_typer(serve.app, name="serve")
 
 
 def main() -> None:
-    from .common import EXIT_ERROR, debug_enabled, err_console
+    from .common import EXIT_ERROR, debug_enabled, err_console, safe_output
 
+    safe_output()
     try:
         app(standalone_mode=True)
     except KeyboardInterrupt:

@@ -4,7 +4,8 @@ This module owns parsing and validating protocol files into small dataclasses; i
 scores nothing. Four sources:
 
 * :func:`read_pairs_csv` -- ``path_a,path_b,label`` rows (label ``1/0``, ``true/false``,
-  ``same/different``, ``yes/no``, any case; header optional; paths relative to ``root``);
+  ``same/different``, ``yes/no``, any case; header optional, recognised by a word such as
+  ``label`` in its label column; paths relative to ``root``);
 * :func:`read_lfw_pairs` -- LFW ``pairs.txt`` (View 1: one header count; View 2: ``folds pairs``);
 * :func:`folder_pairs` -- every pair of a folder-per-identity set, impostors sampled down to a
   maximum with a recorded seed;
@@ -174,8 +175,12 @@ def _read_text(path: Path, what: str) -> list[str]:
 
 
 def _check_exists(path: Path, source: Path, line: int) -> None:
-    if not path.is_file():
-        raise DataError(f"{source}:{line}: image '{path}' does not exist")
+    from verikit.io import file_problem, path_text
+
+    problem = file_problem(path)  # says "symbolic link loop", "a named pipe", ... when that is the matter
+    if problem is not None:
+        reason = "does not exist" if problem == "no such file" else f"cannot be read: {problem}"
+        raise DataError(f"{path_text(source)}:{line}: image '{path_text(path)}' {reason}")
 
 
 def _subject_of_path(path: Path, root: Path) -> str:
@@ -207,8 +212,10 @@ def read_pairs_csv(path: str | os.PathLike, root: str | os.PathLike | None = Non
                    check_files: bool = True) -> PairsProtocol:
     """Parse a ``path_a,path_b,label`` CSV into a :class:`PairsProtocol`.
 
-    A first row whose label is not a label word is a header. Blank lines and ``#`` comments are
-    skipped. Relative paths are joined to ``root`` (default: the CSV's folder). With
+    A first row is a header when its label column holds a word that is not a label (``label``,
+    ``is_same``) and, with ``check_files``, neither of its paths is an existing file; any other
+    row whose label is not a label word is an error naming the file and line (a first row
+    ``a,b,2`` is a bad label, not a header). Blank lines and ``#`` comments are skipped. Relative paths are joined to ``root`` (default: the CSV's folder). With
     ``check_files`` every image must exist.
     """
     source = Path(path)
@@ -224,8 +231,8 @@ def read_pairs_csv(path: str | os.PathLike, root: str | os.PathLike | None = Non
             raise DataError(f"{source}:{number}: expected 3 fields 'path_a,path_b,label', found {len(fields)}")
         label = parse_label(fields[2])
         if label is None:
-            if k == 0:
-                continue  # header
+            if k == 0 and _is_header(fields, base, check_files):
+                continue
             raise DataError(f"{source}:{number}: label '{fields[2]}' is not one of 1/0, true/false, "
                             "same/different, yes/no")
         pair = []
@@ -244,6 +251,19 @@ def read_pairs_csv(path: str | os.PathLike, root: str | os.PathLike | None = Non
         raise DataError(f"pairs file '{source}' has no pairs")
     return files.protocol(a, b, genuine, {"kind": "pairs-csv", "source": str(source), "root": str(base)},
                           lines=lines)
+
+
+def is_header_word(text: str) -> bool:
+    """A column name such as ``label``, ``is_same`` or ``same person``: a letter or ``_`` first, then
+    letters, digits, ``_`` or spaces. ``2``, ``-1``, ``0.5``, ``?`` or nothing are not: in a first
+    row they are bad labels, not a header."""
+    return bool(text) and (text[0].isalpha() or text[0] == "_") and all(c.isalnum() or c in "_ " for c in text)
+
+
+def _is_header(fields: list[str], base: Path, check_files: bool) -> bool:
+    if not is_header_word(fields[2]):
+        return False
+    return not (check_files and any(text and (base / text).is_file() for text in fields[:2]))
 
 
 # --------------------------------------------------------------------------- LFW pairs.txt

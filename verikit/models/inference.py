@@ -1,32 +1,38 @@
-"""Batched embedding of image files: DataLoader decoding in parallel with the forward pass.
+"""Batched embedding of images: DataLoader decoding in parallel with the forward pass.
 
 Decoding runs in worker processes while the model runs in the main one, which is what keeps
 ``verikit enroll`` close to the speed of the bare model forward (see benchmarks/bench_enroll.py).
+Every image, a file or a picture in memory, becomes the model's input through
+:func:`verikit.image_input.to_image` first, so both give the same template.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
+from ..image_input import as_source, check_sequence, to_image
 from .embedder import Embedder
 from .preprocess import ImageFiles, collate_skipping_failures, to_tensor_transform
 
 
 @dataclass(frozen=True)
 class EmbeddedFiles:
-    """Embeddings of the files that loaded, and the reasons the others did not."""
+    """Embeddings of the files that loaded, and the reasons the others did not.
 
-    paths: list[Path]              # files that were embedded, in input order
+    ``paths`` holds the inputs as given (a :class:`~pathlib.Path` for a file, the object itself
+    for an image held in memory); ``indices`` their positions in the input (None when unknown).
+    """
+
+    paths: list[Any]               # inputs that were embedded, in input order
     embeddings: np.ndarray         # (len(paths), D) float32, L2-normalised
-    failures: list[tuple[Path, str]]
+    failures: list[tuple[Any, str]]
+    indices: list[int] | None = None
 
 
 def default_workers(device: torch.device | None = None) -> int:
@@ -47,14 +53,15 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def embed_files(model: Embedder, paths: Sequence[str | Path], *, batch_size: int = 64,
+def embed_files(model: Embedder, paths: Sequence[Any], *, batch_size: int = 64,
                 num_workers: int | None = None, progress: Callable[[int], None] | None = None,
                 max_pixels: int | None = None) -> EmbeddedFiles:
-    """Embed image files in batches. Bad files are skipped and reported, never fatal here.
+    """Embed image files (or any image form :func:`verikit.image_input.to_image` accepts) in
+    batches. Bad ones are skipped and reported, never fatal here.
 
     ``progress`` is called with the number of files finished after each batch.
     """
-    paths = [Path(p) for p in paths]
+    paths = [as_source(p) for p in check_sequence(paths, "paths")]
     device = _device_of(model)
     workers = default_workers(device) if num_workers is None else num_workers
     dataset = ImageFiles(paths, to_tensor_transform(model.input_spec), max_pixels=max_pixels)
@@ -76,11 +83,17 @@ def embed_files(model: Embedder, paths: Sequence[str | Path], *, batch_size: int
     model.train(was_training)
     kept.sort(key=lambda t: t[0])
     emb = np.stack([e for _, e in kept]).astype(np.float32) if kept else np.zeros((0, model.embedding_size), np.float32)
-    return EmbeddedFiles([paths[i] for i, _ in kept], emb, [(paths[i], r) for i, r in sorted(failures)])
+    return EmbeddedFiles([paths[i] for i, _ in kept], emb, [(paths[i], r) for i, r in sorted(failures)],
+                         [i for i, _ in kept])
 
 
-def embed_images(model: Embedder, images: Sequence[Image.Image], batch_size: int = 64) -> np.ndarray:
-    """Embed already-loaded PIL images (RGB). Returns (N, D) float32."""
+def embed_images(model: Embedder, images: Sequence[Any], batch_size: int = 64) -> np.ndarray:
+    """Embed images: a list of paths, encoded bytes, PIL images of any mode, numpy arrays or torch
+    tensors (see :mod:`verikit.image_input`), or a 4-D batch. Returns (N, D) float32.
+
+    An image that cannot be used raises :class:`~verikit.errors.ImageError` naming it.
+    """
+    images = check_sequence(images)
     transform = to_tensor_transform(model.input_spec)
     device = _device_of(model)
     was_training = model.training
@@ -88,7 +101,7 @@ def embed_images(model: Embedder, images: Sequence[Image.Image], batch_size: int
     outs = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            x = torch.stack([transform(im) for im in images[start:start + batch_size]]).to(device)
+            x = torch.stack([transform(to_image(im)) for im in images[start:start + batch_size]]).to(device)
             outs.append(model(x).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.embedding_size), np.float32)

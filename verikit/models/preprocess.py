@@ -7,14 +7,14 @@ sees images prepared the same way it was trained on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2 as T
 
 from ..errors import ImageError
-from ..io import load_image
+from ..image_input import to_image
 from ..structures import InputSpec
 
 INTERPOLATION = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC,
@@ -65,7 +65,7 @@ def photometric_steps(spec: InputSpec) -> list[torch.nn.Module]:
 
 
 def base_steps(spec: InputSpec) -> list[torch.nn.Module]:
-    """PIL RGB image -> uint8 tensor at the model's size: grey conversion, resize, then the
+    """PIL RGB image (what :func:`verikit.image_input.to_image` returns) -> uint8 tensor at the model's size: grey conversion, resize, then the
     photometric normalisation. Training caches exactly this, and inference runs exactly this,
     before augmentation (training only) and ``mean``/``std`` normalisation."""
     steps: list[torch.nn.Module] = [T.ToImage()]
@@ -82,11 +82,12 @@ def to_tensor_transform(spec: InputSpec, augment: Sequence[torch.nn.Module] = ()
 
 
 class ImageFiles(Dataset):
-    """Image files as model inputs. A file that fails to load yields ``None`` and its reason,
-    so one bad file in a batch job is reported instead of stopping the job."""
+    """Image files (or any form :func:`verikit.image_input.to_image` accepts) as model inputs.
+    An item that fails to load yields ``None`` and its reason, so one bad file in a batch job
+    is reported instead of stopping the job."""
 
-    def __init__(self, paths: Sequence[str | Path], transform: Callable, max_pixels: int | None = None) -> None:
-        self.paths = [Path(p) for p in paths]
+    def __init__(self, paths: Sequence[Any], transform: Callable, max_pixels: int | None = None) -> None:
+        self.paths = [Path(p) if isinstance(p, str) else p for p in paths]
         self.transform = transform
         self.max_pixels = max_pixels
 
@@ -96,7 +97,7 @@ class ImageFiles(Dataset):
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
         try:
             kwargs = {} if self.max_pixels is None else {"max_pixels": self.max_pixels}
-            return i, self.transform(load_image(self.paths[i], **kwargs)), None
+            return i, self.transform(to_image(self.paths[i], **kwargs)), None
         except ImageError as exc:
             return i, None, str(exc)
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import DataError, ImageError
+from ..image_input import as_source, check_sequence, input_name, to_image
 from ..structures import Detections
 from .alignment import face_chip, ibug68_points
 from .segmentation import run_segmenter, suppress_background, whole_image
@@ -29,7 +30,7 @@ from .settings import FacePolicy, PipelineSettings
 class Crop:
     """One face cut out of one source image, ready to embed."""
 
-    source: Path
+    source: Any         # the input it came from: a Path for a file, else the in-memory image as given
     face: int           # index among the faces kept for this source (0 unless policy 'all')
     of: int             # how many faces were kept for this source
     image: Any          # PIL RGB image
@@ -39,8 +40,10 @@ class Crop:
 
     @property
     def label(self) -> str:
-        """The name this crop goes by: the file, or ``file#k`` when one file gave several faces."""
-        return str(self.source) if self.of == 1 else f"{self.source}#{self.face}"
+        """The name this crop goes by: the file (as :func:`verikit.io.path_text`), or ``file#k`` when
+        one file gave several faces."""
+        name = input_name(self.source)
+        return name if self.of == 1 else f"{name}#{self.face}"
 
 
 def expand_box(box: Sequence[float], margin: float, size: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -109,15 +112,25 @@ class FaceCropper:
             raise DataError(f"detector {self.settings.detector} returned {len(all_dets)} results for {len(images)} images")
         return list(all_dets)
 
-    def crops_of_images(self, images: Sequence[Any], sources: Sequence[str | Path]
+    def crops_of_images(self, images: Sequence[Any], sources: Sequence[Any] | None = None
                         ) -> list[list[Crop] | ImageError]:
-        """Per image: its crops, or the ImageError that says why it has none to embed."""
+        """Per image: its crops, or the ImageError that says why it has none to embed.
+
+        ``images`` may be in any form :func:`verikit.image_input.to_image` accepts (one that
+        cannot be used raises its ImageError); ``sources`` name them (default: the images).
+        """
+        images = check_sequence(images)
+        sources = list(images) if sources is None else [as_source(s) for s in sources]
+        return self._crops([to_image(im) for im in images], sources)
+
+    def _crops(self, images: list[Any], sources: list[Any]) -> list[list[Crop] | ImageError]:
+        """:meth:`crops_of_images` of images already converted to RGB."""
         if not images:
             return []
         kept: list[tuple[Any, Detections, str | Path] | ImageError] = []
         for image, dets, source in zip(images, self._detect(images), sources):
             try:
-                kept.append((image, dets.select(choose_faces(dets, self.policy.multiple_faces, str(source))), source))
+                kept.append((image, dets.select(choose_faces(dets, self.policy.multiple_faces, input_name(source))), source))
             except ImageError as exc:
                 kept.append(exc)
         todo = [k for k in kept if not isinstance(k, ImageError)]
@@ -146,39 +159,38 @@ class FaceCropper:
                     img, aligned = face_chip(source_image, points, self.settings.crop_margin), True
                 else:
                     img, aligned = crop_face(source_image, dets.boxes[i], eyes, self.settings.crop_margin)
-                crop = Crop(Path(source), i, len(dets), img, tuple(float(v) for v in dets.boxes[i]),
+                crop = Crop(source, i, len(dets), img, tuple(float(v) for v in dets.boxes[i]),
                             float(dets.scores[i]), aligned)
                 self._save(crop)
                 crops.append(crop)
             out.append(crops)
         return out
 
-    def crops_of_files(self, paths: Sequence[str | Path], *, batch_size: int = 16
-                       ) -> Iterator[tuple[list[Crop], list[tuple[Path, str]]]]:
-        """Batches of (crops, failures): unreadable files and files without a usable face are failures."""
-        from ..io import load_image
-
+    def crops_of_files(self, paths: Sequence[Any], *, batch_size: int = 16
+                       ) -> Iterator[tuple[list[Crop], list[tuple[Any, str]]]]:
+        """Batches of (crops, failures): unreadable files (or in-memory images that cannot be
+        used) and files without a usable face are failures."""
+        paths = check_sequence(paths, "paths")
         for start in range(0, len(paths), batch_size):
             images, sources, failures = [], [], []
             for p in paths[start:start + batch_size]:
                 try:
-                    images.append(load_image(p))
-                    sources.append(Path(p))
+                    images.append(to_image(p))
+                    sources.append(as_source(p))
                 except ImageError as exc:
-                    failures.append((Path(p), str(exc)))
+                    failures.append((as_source(p), str(exc)))
             crops: list[Crop] = []
-            for source, result in zip(sources, self.crops_of_images(images, sources)):
+            for source, result in zip(sources, self._crops(images, sources)):
                 if isinstance(result, ImageError):
                     failures.append((source, str(result)))
                 else:
                     crops.extend(result)
             yield crops, failures
 
-    def crops_of_file(self, path: str | Path) -> list[Crop]:
-        """The crops of one probe file; ImageError (one line naming it) when it has none."""
-        from ..io import load_image
-
-        result = self.crops_of_images([load_image(path)], [Path(path)])[0]
+    def crops_of_file(self, path: Any) -> list[Crop]:
+        """The crops of one probe (a file or an in-memory image); ImageError (one line naming it)
+        when it has none."""
+        result = self._crops([to_image(path)], [as_source(path)])[0]
         if isinstance(result, ImageError):
             raise result
         return result
@@ -187,7 +199,8 @@ class FaceCropper:
         folder = self.policy.save_crops
         if folder is None:
             return
-        stem = f"{crop.source.stem or crop.source.name}{crop.source.suffix.replace('.', '_')}_face{crop.face}"
+        source = crop.source if isinstance(crop.source, Path) else Path("image")  # in memory: no file name
+        stem = f"{source.stem or source.name}{source.suffix.replace('.', '_')}_face{crop.face}"
         # Two inputs with the same file name (different folders) get distinct crop files in one run.
         n = self._saved.get(stem, 0)
         self._saved[stem] = n + 1

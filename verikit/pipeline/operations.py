@@ -1,4 +1,5 @@
-"""The three verification operations on image files.
+"""The three verification operations on images: files, or pictures held in memory (any form
+:mod:`verikit.image_input` accepts, converted by the same code that reads files).
 
 * :func:`enroll` embeds images (batched; bad files skipped and reported) and adds them to the
   gallery in one transaction.
@@ -22,7 +23,8 @@ import numpy as np
 from ..calibrate.threshold import Calibration
 from ..errors import CalibrationError, DataError, ImageError
 from ..index.gallery import Gallery
-from ..io import load_image
+from ..image_input import ImageInput, as_source, check_sequence, input_name, source_key
+from ..io import path_text
 from ..models.embedder import Embedder
 from ..models.inference import embed_files, embed_images
 from ..structures import Decision, Hit, SearchResult
@@ -40,7 +42,7 @@ class EnrollReport:
 
     def to_dict(self) -> dict:
         return {"enrolled": self.enrolled, "templates": sum(self.enrolled.values()),
-                "failures": [{"path": str(p), "reason": r} for p, r in self.failures],
+                "failures": [{"path": input_name(p), "reason": r} for p, r in self.failures],
                 "skipped_identities": self.skipped_identities}
 
 
@@ -71,34 +73,42 @@ class Enrollment:
     pipeline: PipelineSettings | None = None
 
 
-def prepare_enrollment(model: Embedder, images: Mapping[str, Sequence[str | Path]], *, batch_size: int = 64,
+def prepare_enrollment(model: Embedder, images: Mapping[str, Sequence[ImageInput]], *, batch_size: int = 64,
                        num_workers: int | None = None,
                        progress: Callable[[int], None] | None = None,
                        pipeline: PipelineSettings | None = None, faces: FacePolicy | None = None) -> Enrollment:
     """Embed every identity's images (the slow part), touching no gallery yet.
 
     With ``pipeline``, each image's face crop(s) are embedded (``faces`` decides about images
-    with several); images without a usable face are failures, like unreadable ones.
+    with several); images without a usable face are failures, like unreadable ones. Images are
+    files or pictures in memory (:mod:`verikit.image_input`); names and sources are stored as
+    :func:`verikit.io.path_text` (a name that is not UTF-8 keeps its bytes as ``\\xNN``).
     """
-    flat = [(name, Path(p)) for name, paths in images.items() for p in paths]
+    images = {_name_text(name): check_sequence(paths, f"images of '{_name_text(name)}'") for name, paths in images.items()}
+    flat = [(name, as_source(p)) for name, paths in images.items() for p in paths]
     if not flat:
         raise DataError("nothing to enroll: no images given")
     if pipeline is not None:
         return _prepare_through_pipeline(model, images, flat, FaceCropper(pipeline, faces), batch_size, progress)
     out = embed_files(model, [p for _, p in flat], batch_size=batch_size, num_workers=num_workers, progress=progress)
-    # Look results up by path: a file listed twice was embedded twice, identically.
-    position = {p: i for i, p in enumerate(out.paths)}
+    vector_of = dict(zip(out.indices, out.embeddings))  # by position in flat: in-memory images have no name
     grouped: dict[str, tuple[list[np.ndarray], list[str]]] = {}
-    for name, p in flat:
-        if p in position:
+    for k, (name, p) in enumerate(flat):
+        if k in vector_of:
             vecs, srcs = grouped.setdefault(name, ([], []))
-            vecs.append(out.embeddings[position[p]])
-            srcs.append(str(p))
+            vecs.append(vector_of[k])
+            srcs.append(input_name(p))
     report = EnrollReport(failures=list(out.failures), skipped_identities=sorted(set(images) - set(grouped)))
     return Enrollment({n: (np.stack(v), s) for n, (v, s) in grouped.items()}, report)
 
 
-def enroll(model: Embedder, gallery: Gallery, images: Mapping[str, Sequence[str | Path]], *,
+def _name_text(name: str) -> str:
+    """An identity name as text the gallery can store (a name read from a folder or argv that is not
+    UTF-8 keeps its bytes as ``\\xNN``); other types pass through for the gallery to judge."""
+    return path_text(name) if isinstance(name, str) else name
+
+
+def enroll(model: Embedder, gallery: Gallery, images: Mapping[str, Sequence[ImageInput]], *,
            batch_size: int = 64, num_workers: int | None = None,
            progress: Callable[[int], None] | None = None,
            pipeline: PipelineSettings | None = None, faces: FacePolicy | None = None) -> EnrollReport:
@@ -114,23 +124,23 @@ def enroll(model: Embedder, gallery: Gallery, images: Mapping[str, Sequence[str 
 
 def _prepare_through_pipeline(model: Embedder, images: Mapping[str, Sequence[str | Path]], flat: list[tuple[str, Path]],
                       cropper: FaceCropper, batch_size: int, progress: Callable[[int], None] | None) -> Enrollment:
-    paths = list(dict.fromkeys(p for _, p in flat))  # a file listed twice is detected once
-    by_path: dict[Path, list[tuple[np.ndarray, str]]] = {}
+    paths = list({source_key(p): p for _, p in flat}.values())  # a file listed twice is detected once
+    by_path: dict[object, list[tuple[np.ndarray, str]]] = {}
     failures: list[tuple[Path, str]] = []
     for crops, bad in cropper.crops_of_files(paths, batch_size=min(batch_size, 16)):
         failures.extend(bad)
         vectors = embed_images(model, [c.image for c in crops], batch_size=batch_size)
         for crop, vec in zip(crops, vectors):
-            by_path.setdefault(crop.source, []).append((vec, crop.label))
+            by_path.setdefault(source_key(crop.source), []).append((vec, crop.label))
         if progress is not None:
-            progress(len({c.source for c in crops}) + len(bad))
+            progress(len({source_key(c.source) for c in crops}) + len(bad))
     grouped: dict[str, tuple[list[np.ndarray], list[str]]] = {}
     for name, p in flat:
-        for vec, label in by_path.get(p, []):
+        for vec, label in by_path.get(source_key(p), []):
             vecs, srcs = grouped.setdefault(name, ([], []))
             vecs.append(vec)
             srcs.append(label)
-    report = EnrollReport(failures=sorted(failures, key=lambda f: str(f[0])),
+    report = EnrollReport(failures=sorted(failures, key=lambda f: input_name(f[0])),
                           skipped_identities=sorted(set(images) - set(grouped)))
     return Enrollment({n: (np.stack(v), s) for n, (v, s) in grouped.items()}, report, cropper.settings)
 
@@ -151,9 +161,10 @@ def commit_enrollment(gallery: Gallery, prepared: Enrollment,
     return report
 
 
-def _embed_probe(model: Embedder, image: str | Path, cropper: FaceCropper | None = None) -> np.ndarray:
+def _embed_probe(model: Embedder, image: ImageInput, cropper: FaceCropper | None = None) -> np.ndarray:
+    """One probe (a file or an in-memory image, :mod:`verikit.image_input`) -> its template."""
     if cropper is None:
-        return embed_images(model, [load_image(image)])[0]  # a bad probe raises ImageError naming it
+        return embed_images(model, [image])[0]  # a bad probe raises ImageError naming it
     if cropper.policy.multiple_faces == "all":
         raise DataError("verify compares one face with the claim: use --multiple-faces largest or error")
     return embed_images(model, [cropper.crops_of_file(image)[0].image])[0]  # no face: ImageError naming it
@@ -167,7 +178,7 @@ def resolve_threshold(threshold: float | None, calibration: Calibration | None) 
     raise CalibrationError("no threshold: run `verikit calibrate` for this model, or pass --threshold")
 
 
-def verify(model: Embedder, gallery: Gallery, image: str | Path, claim: str, *,
+def verify(model: Embedder, gallery: Gallery, image: ImageInput, claim: str, *,
            threshold: float | None = None, calibration: Calibration | None = None,
            pipeline: PipelineSettings | None = None, faces: FacePolicy | None = None,
            scorer: Callable[[np.ndarray, np.ndarray], float] | None = None) -> Decision:
@@ -183,7 +194,7 @@ def verify(model: Embedder, gallery: Gallery, image: str | Path, claim: str, *,
     settings = bind_to_gallery(gallery, pipeline)
     cropper = FaceCropper(settings, faces) if settings is not None else None
     probe = _embed_probe(model, image, cropper)
-    return decide(gallery, probe, str(image), claim, threshold=threshold, calibration=calibration, scorer=scorer)
+    return decide(gallery, probe, input_name(image), claim, threshold=threshold, calibration=calibration, scorer=scorer)
 
 
 def decide(gallery: Gallery, probe: np.ndarray, label: str, claim: str, *, threshold: float | None = None,
@@ -225,7 +236,7 @@ def _normalised_search(gallery: Gallery, embeddings: np.ndarray, top_k: int, coh
     return out
 
 
-def search(model: Embedder, gallery: Gallery, images: Sequence[str | Path], *, top_k: int = 5,
+def search(model: Embedder, gallery: Gallery, images: Sequence[ImageInput], *, top_k: int = 5,
            threshold: float | None = None, calibration: Calibration | None = None,
            batch_size: int = 64, pipeline: PipelineSettings | None = None,
            faces: FacePolicy | None = None) -> tuple[list[SearchResult], list[tuple[Path, str]]]:
@@ -238,12 +249,13 @@ def search(model: Embedder, gallery: Gallery, images: Sequence[str | Path], *, t
         t: float | None = resolve_threshold(threshold, calibration)
     except CalibrationError:
         t = None  # ranking still works; there is just no "unknown" decision
+    images = check_sequence(images)
     settings = bind_to_gallery(gallery, pipeline)
     if settings is not None:
         labels, embeddings, failures = _embed_probe_crops(model, images, FaceCropper(settings, faces), batch_size)
     else:
         out = embed_files(model, images, batch_size=batch_size, num_workers=0 if len(images) < 256 else None)
-        labels, embeddings, failures = [str(p) for p in out.paths], out.embeddings, out.failures
+        labels, embeddings, failures = [input_name(p) for p in out.paths], out.embeddings, out.failures
     if len(images) == 1 and failures:
         raise ImageError(failures[0][1])
     return rank(gallery, labels, embeddings, top_k=top_k, threshold=t, calibration=calibration), failures
