@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "verikit"
 LAYERS = [
-    {"errors", "structures", "atomic", "similarity", "interfaces", "registry", "io", "testing", "__init__"},
+    {"errors", "structures", "atomic", "similarity", "interfaces", "registry", "io", "testing", "__init__", "schemas"},
     {"models", "plugin_api"},
     {"evaluate", "segment", "classify"},
     {"calibrate"},

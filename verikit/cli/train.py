@@ -155,16 +155,20 @@ def resolve_config(out: Path, config_file: Path | None, resume: bool, given: dic
     from ..train.checkpoint import load_checkpoint
     from ..train.config import config_from_dict, merge_layers, read_config_file
 
-    layers: list[dict] = []
+    layers: list[tuple[dict, str, str]] = []   # (settings, where they came from, what they are)
     if resume:  # the settings the interrupted run used, so `--resume` alone continues it
-        layers.append(dict(load_checkpoint(out).progress.get("config", {})))
+        layers.append((load_checkpoint(out).progress.get("config", {}), str(Path(out) / "checkpoint"),
+                       "the interrupted run's training config in"))
     if config_file is not None:
-        layers.append(read_config_file(config_file))
+        layers.append((read_config_file(config_file), str(config_file), "training config"))
     options = dict(backbone_options)
     if weights:
         options["weights"] = str(weights)
-    layers.append({**given, **({"backbone_options": options} if options else {})})
-    return config_from_dict(merge_layers(*layers), source=str(config_file) if config_file else "the settings")
+    layers.append(({**given, **({"backbone_options": options} if options else {})}, "",
+                   "the training options given"))
+    for layer, source, what in layers:  # each layer checked on its own, so an error names its source
+        config_from_dict(layer, source=source, what=what)
+    return config_from_dict(merge_layers(*(layer for layer, _, _ in layers)), what="the resolved training settings")
 
 
 def parse_options(pairs: list[str]) -> dict:
