@@ -37,7 +37,7 @@ import json
 import os
 import typing
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Callable, TypeVar
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError,
                       create_model)
@@ -128,11 +128,15 @@ def _allowed_values(expected: str) -> str:
     return expected.replace(" or ", ", ").replace("'", "")
 
 
-def _message(err: dict[str, Any], schema: Any) -> str:
+def _field_label(field: str) -> str:
+    return f"field '{field}'"
+
+
+def _message(err: dict[str, Any], schema: Any, label: Callable[[str], str] = _field_label) -> str:
     loc, kind, msg = tuple(err.get("loc", ())), err.get("type", ""), str(err.get("msg", ""))
     field = _where(loc)
     if kind == "missing":
-        return f"field '{field}' is missing" if field else "a required field is missing"
+        return f"{label(field)} is missing" if field else "a required field is missing"
     if kind == "extra_forbidden":
         allowed = _fields_at(schema, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
@@ -140,12 +144,13 @@ def _message(err: dict[str, Any], schema: Any) -> str:
             hint = f"; did you mean {close[0]!r}?"
         else:
             hint = f" (allowed: {', '.join(allowed)})" if 0 < len(allowed) <= 15 else ""
-        return f"unknown field '{field}'{hint}"
+        return f"unknown {label(field)}{hint}"
     if kind == "json_invalid":
         return f"not valid JSON ({err.get('ctx', {}).get('error', msg)})"
     value = err.get("input")
     if kind in ("literal_error", "enum"):
-        msg = f"must be one of {_allowed_values(str(err.get('ctx', {}).get('expected', '')))}"
+        allowed = _allowed_values(str(err.get("ctx", {}).get("expected", "")))
+        msg = f"must be one of {allowed}" if ", " in allowed else f"must be {allowed}"
     own = kind in ("value_error", "assertion_error")  # a schema's own check: its message is complete
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
@@ -157,16 +162,17 @@ def _message(err: dict[str, Any], schema: Any) -> str:
     if not field:
         return msg if own else f"the top level {msg}{got}"
     sep = " " if msg.startswith(("must", "is ")) else ": "
-    return f"field '{field}'{sep}{msg}{got}"
+    return f"{label(field)}{sep}{msg}{got}"
 
 
-def describe(exc: ValidationError, schema: Any = None) -> str:
-    """The first violation in ``exc`` as one line (and how many more there are)."""
+def describe(exc: ValidationError, schema: Any = None, label: Callable[[str], str] = _field_label) -> str:
+    """The first violation in ``exc`` as one line (and how many more there are); ``label`` says how
+    a field is named (``field 'x'`` in files; a command-line flag for options)."""
     errors = exc.errors(include_url=False)
     if not errors:
         return "is invalid"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return _message(errors[0], schema) + more
+    return _message(errors[0], schema, label) + more
 
 
 def _raise(error: type[VerikitError], what: str, source: str, detail: str) -> None:
@@ -181,12 +187,19 @@ def _adapter(schema: Any) -> TypeAdapter:
 
 
 def validate(schema: type[S], data: Any, source: str, *, error: type[VerikitError] = DataError,
-             what: str = "file", context: dict[str, Any] | None = None) -> S:
+             what: str = "file", context: dict[str, Any] | None = None,
+             label: Callable[[str], str] | None = None) -> S:
     """``data`` (already parsed: a dict, an npz's arrays) checked by ``schema`` (a :class:`FileSchema`);
-    one-line ``error`` otherwise."""
+    one-line ``error`` otherwise: "WHAT 'SOURCE' is malformed: field 'x' must be ...".
+
+    Settings that came from no file (command-line options) pass ``source=""`` and a ``label``
+    naming each field as the user typed it: "WHAT --x must be ...".
+    """
     try:
         return _adapter(schema).validate_python(data, context=context)
     except ValidationError as exc:
+        if label is not None:
+            raise error(f"{what} {describe(exc, schema, label)}") from None
         _raise(error, what, source, f"is malformed: {describe(exc, schema)}")
     raise AssertionError("unreachable")
 

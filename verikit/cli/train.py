@@ -164,11 +164,18 @@ def resolve_config(out: Path, config_file: Path | None, resume: bool, given: dic
     options = dict(backbone_options)
     if weights:
         options["weights"] = str(weights)
-    layers.append(({**given, **({"backbone_options": options} if options else {})}, "",
-                   "the training options given"))
+    layers.append(({**given, **({"backbone_options": options} if options else {})}, "", "option"))
     for layer, source, what in layers:  # each layer checked on its own, so an error names its source
-        config_from_dict(layer, source=source, what=what)
+        # Command-line values are named by their flag (--loss), file values by their key.
+        config_from_dict(layer, source=source, what=what, label=None if source else _flag)
     return config_from_dict(merge_layers(*(layer for layer, _, _ in layers)), what="the resolved training settings")
+
+
+def _flag(field: str) -> str:
+    """A TrainConfig field as the option that sets it (backbone_options.x: --backbone-option x=...)."""
+    if field.startswith("backbone_options"):
+        return "--backbone-option"
+    return "--" + field.split(".")[0].split("[")[0].replace("_", "-")
 
 
 def parse_options(pairs: list[str]) -> dict:

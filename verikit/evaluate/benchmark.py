@@ -21,9 +21,11 @@ import numpy as np
 
 from verikit.errors import DataError
 
+from ..schemas import read_npz, validate
 from .embedding_cache import EmbeddingCache
 from .evaluation import DEFAULT_FARS, evaluate_verification, fold_accuracy, pair_scores
 from .protocols import IdentificationProtocol, PairsProtocol
+from .schema import ScoresFile
 
 __all__ = ["SCHEMA_VERSION", "FileEmbedding", "ScoreSet", "Embedded", "embed_unique", "run_pairs", "run_identification"]
 
@@ -64,12 +66,10 @@ class ScoreSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ScoreSet":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return cls(z["genuine"], z["impostor"], z["genuine_subject"], z["impostor_subject_a"],
-                           z["impostor_subject_b"], tuple(str(s) for s in z["subjects"]), str(z["protocol_sha256"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"score file '{path}' is unreadable: {exc}") from None
+        what = "score file"
+        doc = validate(ScoresFile, read_npz(path, error=DataError, what=what), str(path), error=DataError, what=what)
+        return cls(doc.genuine, doc.impostor, doc.genuine_subject, doc.impostor_subject_a, doc.impostor_subject_b,
+                   tuple(str(s) for s in doc.subjects), doc.protocol_sha256)
 
 
 @dataclass(frozen=True)

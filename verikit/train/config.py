@@ -14,7 +14,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping, Optional
+from typing import Annotated, Any, Callable, Literal, Mapping, Optional
 
 from pydantic import BeforeValidator, Field
 
@@ -186,13 +186,15 @@ def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_from_dict(data: Mapping[str, Any], source: str = "", what: str = "training config") -> TrainConfig:
+def config_from_dict(data: Mapping[str, Any], source: str = "", what: str = "training config",
+                     label: Callable[[str], str] | None = None) -> TrainConfig:
     """A validated TrainConfig from a dict (TrainConfig's annotations are the schema); an unknown
-    key or a wrongly typed value is one DataError line naming ``source`` and the key."""
+    key or a wrongly typed value is one DataError line naming ``source`` and the key (or, for
+    command-line options, the option as ``label`` spells it)."""
     if not isinstance(data, Mapping):
         raise DataError(f"{what} {f'{source!r} ' if source else ''}must hold a mapping of settings, "
                         f"not {type(data).__name__}")
-    doc = validate(TRAIN_CONFIG_SCHEMA, dict(data), source, error=DataError, what=what)
+    doc = validate(TRAIN_CONFIG_SCHEMA, dict(data), source, error=DataError, what=what, label=label)
     return TrainConfig(**dict(doc))
 
 
