@@ -72,7 +72,7 @@ def load_run(path: str | os.PathLike) -> Run:
     # Checked as JSON text by the schema (a NaN where a rate belongs is refused), then used as the
     # plain dict the report renders.
     validate_json(ResultFile, raw, str(p), error=DataError, what="benchmark result")
-    doc = json.loads(raw)
+    doc = json.loads(raw.decode("utf-8-sig"))  # valid UTF-8 JSON: the schema just parsed it
     scores = None
     if doc.get("scores_file"):
         sp = p.parent / doc["scores_file"]
