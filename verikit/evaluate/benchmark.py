@@ -129,7 +129,9 @@ def _cohort(embedder: FileEmbedding, cohort_files: Sequence[Path] | None, cache_
         raise DataError("score normalisation needs a cohort: pass --cohort DIR (identities not under test)")
     emb = embed_unique(embedder, cohort_files, cache_dir=cache_dir)
     if emb.ok.sum() < 2:
-        raise DataError("the cohort has fewer than two usable images")
+        where = f" under '{Path(cohort_files[0]).parent.parent}'" if cohort_files else ""
+        raise DataError(f"the cohort (--cohort){where} has fewer than two usable images "
+                        f"({int(emb.ok.sum())} of {len(cohort_files)})")
     return emb.embeddings[emb.ok]
 
 
@@ -187,7 +189,9 @@ def run_identification(embedder: FileEmbedding, protocol: IdentificationProtocol
     probes = embedded.embeddings[n_g:][p_ok]
     p_ids = [i for (_, i), k in zip(protocol.probes, p_ok) if k]
     if not g_ids or not p_ids:
-        raise DataError("no usable gallery or probe image")
+        source = protocol.info.get("source")
+        raise DataError(f"identification protocol{f' {source!r}' if source else ''} has no usable "
+                        f"{'gallery' if not g_ids else 'probe'} image ({len(embedded.failures)} unreadable)")
     sim = probes @ gallery.T
     known = set(g_ids)
     mated = np.array([i in known for i in p_ids])
