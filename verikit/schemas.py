@@ -34,6 +34,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import math
 import os
 import typing
 from pathlib import Path

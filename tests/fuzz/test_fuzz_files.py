@@ -232,7 +232,8 @@ def calibration_doc(tmp_path_factory) -> dict:
     from verikit.calibrate.threshold import calibrate
 
     rng = np.random.default_rng(0)
-    cal = calibrate(rng.uniform(0.3, 1, 60), rng.uniform(-0.5, 0.6, 600), 0.05, "a" * 64, similarity="cosine")
+    cal = calibrate(rng.uniform(0.3, 1, 60), rng.uniform(-0.5, 0.6, 600), 0.05, "a" * 64, similarity="cosine",
+                    data={"path": "val", "identities": 6, "pipeline": {"crop_margin": 0.2, "options": {}}})
     return cal.to_dict()
 
 

@@ -129,9 +129,8 @@ def _cohort(embedder: FileEmbedding, cohort_files: Sequence[Path] | None, cache_
         raise DataError("score normalisation needs a cohort: pass --cohort DIR (identities not under test)")
     emb = embed_unique(embedder, cohort_files, cache_dir=cache_dir)
     if emb.ok.sum() < 2:
-        where = f" under '{Path(cohort_files[0]).parent.parent}'" if cohort_files else ""
-        raise DataError(f"the cohort (--cohort){where} has fewer than two usable images "
-                        f"({int(emb.ok.sum())} of {len(cohort_files)})")
+        raise DataError(f"the cohort (--cohort) has fewer than two usable images ({int(emb.ok.sum())} of "
+                        f"{len(cohort_files)}, e.g. '{cohort_files[0]}')")
     return emb.embeddings[emb.ok]
 
 
