@@ -87,10 +87,11 @@ def test_verify_prints_score_threshold_decision(enrolled, synthetic_faces):
     d = json.loads(ok("verify", probe, "--claim", "id2", "-g", gallery, "-t", "-1", "-f", "json").stdout)
     assert set(d) == {"probe", "claim", "score", "threshold", "match"} and d["match"] is True
     assert -1 <= d["score"] <= 1
-    # The model came from the gallery's record; --exit-code turns "no match" into status 3.
-    r = run("verify", probe, "--claim", "id2", "-g", gallery, "-t", "1.01", "--exit-code")
+    # The model came from the gallery's record; --exit-code turns "no match" into status 3. A
+    # threshold of 1 (the top of the cosine range) matches only an identical image.
+    r = run("verify", probe, "--claim", "id2", "-g", gallery, "-t", "1", "--exit-code")
     assert r.returncode == 3 and "NO MATCH" in r.stdout
-    assert run("verify", probe, "--claim", "id2", "-g", gallery, "-t", "1.01").returncode == 0
+    assert run("verify", probe, "--claim", "id2", "-g", gallery, "-t", "1").returncode == 0
 
 
 def test_search_ranks_and_says_unknown_below_threshold(enrolled, synthetic_faces):
@@ -100,10 +101,10 @@ def test_search_ranks_and_says_unknown_below_threshold(enrolled, synthetic_faces
     assert len(res) == 4 and all(len(r["hits"]) == 2 for r in res)
     assert all(r["identity"] == r["hits"][0]["identity"] for r in res)
     assert all(r["hits"][0]["score"] >= r["hits"][1]["score"] for r in res)
-    high = json.loads(ok("search", probes[0], "-g", gallery, "-t", "1.01", "-f", "json").stdout)
+    high = json.loads(ok("search", probes[0], "-g", gallery, "-t", "1", "-f", "json").stdout)
     assert high[0]["identity"] is None
-    assert run("search", probes[0], "-g", gallery, "-t", "1.01", "--exit-code").returncode == 3
-    table = ok("search", probes[0], "-g", gallery, "-t", "1.01").stdout
+    assert run("search", probes[0], "-g", gallery, "-t", "1", "--exit-code").returncode == 3
+    table = ok("search", probes[0], "-g", gallery, "-t", "1").stdout
     assert "unknown" in table
 
 

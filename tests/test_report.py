@@ -268,7 +268,7 @@ def test_report_refuses_other_files(tmp_path, folder_run) -> None:
     env = {**os.environ, "VERIKIT_DEBUG": ""}
     r = subprocess.run([sys.executable, "-m", "verikit.cli.main", "report", str(bad), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, env=env)
-    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "schema_version 99" in r.stderr
+    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "field 'schema_version' must be 1, got 99" in r.stderr
     bad.write_text("{not json")
     r = subprocess.run([sys.executable, "-m", "verikit.cli.main", "report", str(bad), "--out", str(tmp_path / "o")],
                        capture_output=True, text=True, env=env)

@@ -64,11 +64,11 @@ def test_python_api_refuses_another_models_gallery_and_calibration(tmp_path, gal
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, "0.5", True])
 def test_a_threshold_that_is_not_a_finite_number_is_refused(gallery, tiny_model, synthetic_faces, bad):
     with verikit.Gallery.open(gallery) as g:
-        with pytest.raises(DataError, match="threshold must be a finite number"):
+        with pytest.raises(DataError, match="threshold must be a (finite )?number"):
             verikit.verify(tiny_model, g, synthetic_faces / "id1" / "0.png", "id1", threshold=bad)
-        with pytest.raises(DataError, match="threshold must be a finite number"):
+        with pytest.raises(DataError, match="threshold must be a (finite )?number"):
             verikit.search(tiny_model, g, [synthetic_faces / "id1" / "0.png"], threshold=bad)
-    with pytest.raises(DataError, match="threshold must be a finite number"):
+    with pytest.raises(DataError, match="threshold must be a (finite )?number"):
         Service.open(gallery, threshold=bad)
 
 

@@ -199,9 +199,9 @@ def test_resume_without_a_checkpoint_is_one_clear_error(eight_people, tmp_path):
 
 
 def test_bad_settings_are_refused_before_training(eight_people):
-    with pytest.raises(DataError, match="optimizer must be one of adamw, sgd"):
+    with pytest.raises(DataError, match="field 'optimizer' must be one of adamw, sgd"):
         train(eight_people, tiny(optimizer="adam"))
-    with pytest.raises(DataError, match="augment must be one of none, light, strong, affine, got 'heavy'"):
+    with pytest.raises(DataError, match="field 'augment' must be one of none, light, strong, affine, got \"heavy\""):
         train(eight_people, tiny(augment="heavy"))
 
 

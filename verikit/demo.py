@@ -74,11 +74,19 @@ class DemoSummary:
             f"open-set correct at threshold {f['open_set_correct']:.1%}",
             f"  all pairs s31-40 EER {f['test_all_pairs_eer']:.2%} ({f['all_pairs_genuine']} genuine / "
             f"{f['all_pairs_impostor']} impostor pairs)",
-            f"  total time       {f['total_seconds']:.0f}s",
+            f"  total time       {f['total_seconds']:.0f}s ({f['threads']} CPU thread(s); other thread counts train "
+            "other weights: see the spread in README)",
             "",
             f"Try it yourself:  verikit search {f['example_probe']} --gallery {f['gallery']}",
             f"                  verikit verify {f['example_probe']} --claim {f['example_claim']} --gallery {f['gallery']}",
         ])
+
+
+def _threads() -> int:
+    """The CPU threads torch trained with: float sums are ordered by them, so they shape the weights."""
+    import torch
+
+    return int(torch.get_num_threads())
 
 
 def _image_number(path: Path) -> int:
@@ -160,6 +168,7 @@ def run_demo(settings: DemoSettings, train_fn: Callable[[Path, TrainConfig, Spli
         "rank1_accuracy": float(rank1), "open_set_correct": float(open_set), "probes": len(probes),
         "test_all_pairs_eer": float(eer(genuine, impostor)[0]), "all_pairs_genuine": len(genuine),
         "all_pairs_impostor": len(impostor), "total_seconds": time.perf_counter() - start,
+        "threads": _threads(),
         "model": str(model_dir), "gallery": str(gallery_dir), "example_probe": str(probes[0][1]),
         "example_claim": probes[0][0],
     })

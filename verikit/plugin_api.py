@@ -18,7 +18,9 @@ What it offers, by kind:
 * faces: ``IBUG68_NAMES`` (68-point landmark names verikit aligns on), ``expand_box``;
 * segmenters: ``TorchMaskSegmenter``, ``fit_segmenter``, ``load_weights``, ``save_weights``,
   ``read_sidecar``, ``write_sidecar``;
-* models: ``Embedder`` (a plugin that writes a ready verikit model).
+* models: ``Embedder`` (a plugin that writes a ready verikit model);
+* file schemas: ``FileSchema``, ``read_json``, ``validate`` (:mod:`verikit.schemas`: a plugin
+  declares the schema of a file it reads and gets verikit's one-line errors).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ _LAZY = {
     "read_sidecar": "verikit.segment.weights",
     "write_sidecar": "verikit.segment.weights",
     "Embedder": "verikit.models.embedder",
+    "FileSchema": "verikit.schemas",
+    "read_json": "verikit.schemas",
+    "validate": "verikit.schemas",
 }
 
 __all__ = ["Backbone", "CalibrationError", "DataError", "Detections", "Detector", "GalleryError", "ImageError",

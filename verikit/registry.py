@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
-from .errors import PluginError, one_line
+from .errors import PluginError, VerikitError, one_line
 
 T = TypeVar("T")
 
@@ -171,6 +171,12 @@ class Registry(Generic[T]):
             if "unexpected keyword argument" in str(exc) or "positional argument" in str(exc):
                 raise PluginError(f"{self.kind} {spec!r} does not accept these options: {one_line(exc)}") from exc
             raise
+        except VerikitError as exc:
+            # A factory's own refusal ("timm has no architecture 'x'") says what is wrong, not which
+            # component was asked for: name the kind and the spec the user gave.
+            if spec in str(exc):
+                raise
+            raise type(exc)(f"{self.kind} {spec!r}: {exc}") from exc
 
     def refresh(self) -> None:
         """Forget discovered entry points (after installing a plugin in a running process)."""

@@ -44,6 +44,10 @@ from .errors import DataError
 MEASURES = ("cosine", "dot", "l2", "squared_l2", "l1", "rbf")
 DEFAULT_RBF_SIGMA = 1.0
 ROW_BLOCK = 1024  # rows per block when scoring matrices: bounds the temporary memory
+# How far a threshold may lie outside a measure's score range: scores computed in float32 (and L2's
+# square root near cos = 1) overshoot the exact range by up to ~5e-4, and a calibrated threshold is
+# one of those scores. A threshold further out accepts everyone (below) or no one (above).
+THRESHOLD_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,35 @@ class Measure:
     def spec(self) -> str:
         """The canonical spec string that is recorded in model configs and galleries."""
         return f"rbf:{self.sigma:g}" if self.name == "rbf" else self.name
+
+    @property
+    def score_range(self) -> tuple[float, float]:
+        """The scores this measure gives on unit vectors (the table above), lowest first."""
+        if self.name in ("cosine", "dot"):
+            return -1.0, 1.0
+        if self.name == "l2":
+            return 1.0 / 3.0, 1.0
+        if self.name == "squared_l2":
+            return 0.2, 1.0
+        if self.name == "rbf":
+            return math.exp(-4.0 / self.sigma ** 2), 1.0
+        return 0.0, 1.0  # l1: 1 / (1 + d) with d unbounded above
+
+    def threshold_problem(self, value: object) -> str | None:
+        """Why ``value`` cannot be a threshold on this measure's scores, or None when it can.
+
+        Only a finite real number inside :attr:`score_range` (give or take
+        ``THRESHOLD_TOLERANCE``) can: NaN compares false with every score, and a value outside
+        the range accepts everyone or no one -- never what a calibration or a user meant.
+        """
+        problem = number_problem(value)
+        if problem is not None:
+            return problem
+        lo, hi = self.score_range
+        if not lo - THRESHOLD_TOLERANCE <= float(value) <= hi + THRESHOLD_TOLERANCE:
+            return (f"must lie in the score range [{lo:.4g}, {hi:.4g}] of the measure {self.spec!r}, "
+                    f"got {float(value):g}")
+        return None
 
     @property
     def is_distance(self) -> bool:
@@ -141,6 +174,15 @@ class Measure:
             return self.score_of(np.abs(diff).sum(1))
         sq = (diff * diff).sum(1)
         return self.score_of(np.sqrt(sq) if self.name == "l2" else sq)
+
+
+def number_problem(value: object) -> str | None:
+    """Why ``value`` is not a finite real number (a threshold in units without a fixed range), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        return f"must be a number, got {value!r}"
+    if not math.isfinite(float(value)):
+        return f"must be a finite number, got {float(value)}"
+    return None
 
 
 def as_rows(x: Any, name: str) -> np.ndarray:

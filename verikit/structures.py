@@ -15,6 +15,8 @@ from typing import Any
 EQUALIZE_MODES = ("none", "histogram")   # InputSpec.equalize: photometric normalisation before the network
 TTA_MODES = ("none", "hflip")   # ModelConfig.tta: test-time augmentation applied in eval mode
 EMBED_FROM = ("neck", "pooled")  # ModelConfig.embed_from: the layer eval-mode embeddings are read from
+POOLINGS = ("avg", "gem", "max")  # ModelConfig.pooling: how a feature map becomes a vector (models.heads)
+NECKS = ("linear", "conv1x1")     # ModelConfig.neck: the projection to the embedding size (models.heads)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CalibrationError, FingerprintMismatchError
+from ..schemas import read_npz, validate
 from .normalization import METHODS, cohort_stats, normalize
+from .schema import CohortFile
 
 COHORT_FILE = "cohort.npz"
 
@@ -35,6 +37,8 @@ class Cohort:
             raise CalibrationError(f"unknown normalisation {self.method!r}; choose one of {', '.join(METHODS)}")
         if self.method == "as" and not self.top_k:
             raise CalibrationError("adaptive S-norm ('as') needs --top-k")
+        if len(self.embeddings) < 2:  # one member has no spread to normalise by
+            raise CalibrationError(f"a normalisation cohort needs at least two embeddings, got {len(self.embeddings)}")
 
     def _stats(self, embeddings: np.ndarray):
         return cohort_stats(embeddings, self.embeddings, top_k=self.top_k if self.method == "as" else None)
@@ -81,11 +85,10 @@ class Cohort:
     @classmethod
     def load(cls, model_dir: str | Path, fingerprint: str | None = None) -> "Cohort":
         path = Path(model_dir) / COHORT_FILE
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                cohort = cls(f["embeddings"], str(f["method"]), int(f["top_k"]) or None, str(f["model_fingerprint"]))
-        except (OSError, KeyError, ValueError) as exc:
-            raise CalibrationError(f"cannot read the normalisation cohort '{path}': {exc}") from exc
+        what = "normalisation cohort"
+        doc = validate(CohortFile, read_npz(path, error=CalibrationError, what=what), str(path),
+                       error=CalibrationError, what=what)
+        cohort = cls(doc.embeddings, doc.method, doc.top_k or None, doc.model_fingerprint)
         if fingerprint is not None and cohort.model_fingerprint != fingerprint:
             raise FingerprintMismatchError(f"cohort '{path}' was embedded by model {cohort.model_fingerprint[:12]}, "
                                            f"not this model ({fingerprint[:12]}); re-run `verikit calibrate --norm`")

@@ -9,6 +9,7 @@ for a different model is refused. It also keeps the upper tail of the impostor s
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -16,12 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..errors import CalibrationError, FingerprintMismatchError
 from ..evaluate.metrics import fmr_fnmr_at, threshold_at_fmr, wilson_interval
-from ..atomic import write_atomic
+from ..schemas import read_json
+from .schema import CALIBRATION_VERSION, CalibrationFile, calibration_fields
 
 CALIBRATION_FILE = "calibration.json"
-CALIBRATION_VERSION = 1
 _TAIL = 2000  # impostor scores kept for FMR estimates: enough to resolve 1/n_impostor near the threshold
 
 
@@ -42,6 +44,7 @@ class Calibration:
     version: int = CALIBRATION_VERSION
     # {"method", "top_k", "cohort_size"} when scores were normalised against a cohort (cohort.npz).
     normalization: dict[str, Any] | None = None
+    similarity: str | None = None   # the measure the scores were in (None in files older than this field)
     cohort: Any = field(default=None, compare=False, repr=False)  # the loaded Cohort, never serialised
 
     def estimated_fmr(self, score: float) -> float:
@@ -51,6 +54,8 @@ class Calibration:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "cohort"}
+        if d["similarity"] is None:
+            del d["similarity"]
         d["fmr_interval"], d["fnmr_interval"] = list(self.fmr_interval), list(self.fnmr_interval)
         d["impostor_tail"] = [round(float(s), 7) for s in self.impostor_tail]
         return d
@@ -62,23 +67,22 @@ class Calibration:
         return write_atomic(Path(model_dir) / CALIBRATION_FILE, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path, fingerprint: str | None = None) -> "Calibration":
+    def load(cls, path: str | Path, fingerprint: str | None = None,
+             measure: str | None = None) -> "Calibration":
+        """Read and validate ``calibration.json`` (a file, or the model directory holding it).
+
+        ``fingerprint`` refuses a calibration made for another model; ``measure`` (the model's
+        similarity spec) refuses a threshold outside that measure's score range. Every problem
+        is one :class:`CalibrationError` line naming the file and the field.
+        """
         path = Path(path)
         if path.is_dir():
             path = path / CALIBRATION_FILE
         if not path.is_file():
             raise CalibrationError(f"no calibration at '{path}' (run `verikit calibrate`, or pass --threshold)")
-        try:
-            d = json.loads(path.read_text())
-            if d.get("version") != CALIBRATION_VERSION:
-                raise CalibrationError(f"calibration '{path}' has version {d.get('version')!r}; "
-                                       f"this verikit reads {CALIBRATION_VERSION}")
-            cal = cls(**{**d, "fmr_interval": tuple(d["fmr_interval"]), "fnmr_interval": tuple(d["fnmr_interval"]),
-                         "impostor_tail": tuple(d.get("impostor_tail", ()))})
-        except CalibrationError:
-            raise
-        except (ValueError, TypeError, KeyError) as exc:
-            raise CalibrationError(f"calibration '{path}' is malformed: {exc}") from exc
+        doc = read_json(CalibrationFile, path, error=CalibrationError, what="calibration",
+                        context={"measure": measure})
+        cal = cls(**calibration_fields(doc))
         if fingerprint is not None and cal.model_fingerprint != fingerprint:
             raise FingerprintMismatchError(
                 f"calibration '{path}' was made for model {cal.model_fingerprint[:12]}, not this model "
@@ -90,10 +94,18 @@ class Calibration:
 
 
 def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_fmr: float, fingerprint: str,
-              data: dict[str, Any] | None = None, cohort: Any = None) -> Calibration:
-    """The lowest threshold whose false-match rate on ``impostor`` is at most ``target_fmr``."""
+              data: dict[str, Any] | None = None, cohort: Any = None, similarity: str | None = None) -> Calibration:
+    """The lowest threshold whose false-match rate on ``impostor`` is at most ``target_fmr``.
+
+    ``similarity`` is the measure the scores are in (recorded, so the file says what range its
+    threshold must lie in). Scores must be finite: a NaN would make no threshold meaningful.
+    """
     # Keep the scores' own dtype: the threshold is then exact in the precision scores are compared in.
     genuine, impostor = np.asarray(genuine), np.asarray(impostor)
+    if not (np.isfinite(genuine).all() and np.isfinite(impostor).all()):
+        raise CalibrationError("calibration scores hold NaN or infinity (a broken model or corrupt embeddings)")
+    if not 0.0 < target_fmr <= 1.0 or not math.isfinite(target_fmr):
+        raise CalibrationError(f"target FMR must be in (0, 1], got {target_fmr}")
     t = threshold_at_fmr(impostor, target_fmr)
     fmr, fnmr = fmr_fnmr_at(genuine, impostor, t)
     n_g, n_i = len(genuine), len(impostor)
@@ -105,4 +117,4 @@ def calibrate(genuine: np.ndarray, impostor: np.ndarray, target_fmr: float, fing
         impostor_tail=tuple(float(s) for s in tail), created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         normalization=None if cohort is None else {"method": cohort.method, "top_k": cohort.top_k,
                                                    "cohort_size": int(len(cohort.embeddings))},
-        cohort=cohort)
+        similarity=similarity, cohort=cohort)

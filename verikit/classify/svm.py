@@ -23,13 +23,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DataError, FingerprintMismatchError, ModelError
 from ..atomic import write_atomic
+from ..errors import DataError, FingerprintMismatchError, ModelError, one_line
+from ..schemas import validate
+from .schema import FORMAT, FORMAT_VERSION, KERNELS, SvmFile
 
-FORMAT = "verikit.svm"
-FORMAT_VERSION = 1
 CLASSIFIER_FILE = "classifier.safetensors"
-KERNELS = ("linear", "rbf")
 
 
 @dataclass
@@ -148,18 +147,24 @@ class SvmClassifier:
             path = path / CLASSIFIER_FILE
         if not path.is_file():
             raise ModelError(f"no classifier at '{path}' (fit one with `verikit classify fit`)")
+        what = "classifier"
         try:
             with safe_open(str(path), framework="numpy") as f:
-                header = json.loads((f.metadata() or {})["verikit"])
+                raw_header = (f.metadata() or {}).get("verikit")
                 arrays = {k: f.get_tensor(k) for k in f.keys()}
-            if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
-                raise ModelError(f"'{path}' is not a verikit classifier this version reads")
-            clf = cls(header["kernel"], list(header["classes"]), arrays, float(header["C"]), header.get("gamma"),
-                      header.get("model_fingerprint", ""), dict(header.get("report", {})))
-        except ModelError:
-            raise
-        except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"classifier '{path}' is unreadable or malformed: {exc}") from exc
+        except (SafetensorError, OSError, ValueError, TypeError) as exc:
+            raise ModelError(f"{what} '{path}' is unreadable or malformed: not a safetensors file ({one_line(exc)})") from exc
+        if raw_header is None:
+            raise ModelError(f"{what} '{path}' is not a verikit classifier (no 'verikit' header in its metadata)")
+        try:
+            header = json.loads(raw_header)
+        except ValueError as exc:
+            raise ModelError(f"{what} '{path}' is malformed: its header is not valid JSON ({one_line(exc)})") from exc
+        if not isinstance(header, dict):
+            raise ModelError(f"{what} '{path}' is malformed: its header should be a JSON object")
+        doc = validate(SvmFile, {**header, "arrays": arrays}, str(path), error=ModelError, what=what)
+        clf = cls(doc.kernel, list(doc.classes), dict(doc.arrays), doc.C, doc.gamma, doc.model_fingerprint,
+                  dict(doc.report))
         if fingerprint is not None and clf.model_fingerprint != fingerprint:
             raise FingerprintMismatchError(
                 f"classifier '{path}' was fitted on embeddings of model {clf.model_fingerprint[:12]}, not this model "

@@ -34,8 +34,17 @@ ModelOpt = Annotated[Optional[Path], typer.Option(
 GalleryOpt = Annotated[Path, typer.Option(
     "--gallery", "-g", envvar="VERIKIT_GALLERY", help="Gallery directory.")]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", "-f", help="Result format on stdout.")]
+def _finite_threshold(value: Optional[float]) -> Optional[float]:
+    """NaN would compare false with every score and infinity decides nothing: refused as usage errors."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
 ThresholdOpt = Annotated[Optional[float], typer.Option(
-    "--threshold", "-t", show_default=False,
+    "--threshold", "-t", show_default=False, callback=_finite_threshold,
     help="Similarity threshold (a match is score >= threshold). Default: the model's calibration.json.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, or auto (CUDA when present).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]

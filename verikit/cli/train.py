@@ -155,16 +155,27 @@ def resolve_config(out: Path, config_file: Path | None, resume: bool, given: dic
     from ..train.checkpoint import load_checkpoint
     from ..train.config import config_from_dict, merge_layers, read_config_file
 
-    layers: list[dict] = []
+    layers: list[tuple[dict, str, str]] = []   # (settings, where they came from, what they are)
     if resume:  # the settings the interrupted run used, so `--resume` alone continues it
-        layers.append(dict(load_checkpoint(out).progress.get("config", {})))
+        layers.append((load_checkpoint(out).progress.get("config", {}), str(Path(out) / "checkpoint"),
+                       "the interrupted run's training config in"))
     if config_file is not None:
-        layers.append(read_config_file(config_file))
+        layers.append((read_config_file(config_file), str(config_file), "training config"))
     options = dict(backbone_options)
     if weights:
         options["weights"] = str(weights)
-    layers.append({**given, **({"backbone_options": options} if options else {})})
-    return config_from_dict(merge_layers(*layers), source=str(config_file) if config_file else "the settings")
+    layers.append(({**given, **({"backbone_options": options} if options else {})}, "", "option"))
+    for layer, source, what in layers:  # each layer checked on its own, so an error names its source
+        # Command-line values are named by their flag (--loss), file values by their key.
+        config_from_dict(layer, source=source, what=what, label=None if source else _flag)
+    return config_from_dict(merge_layers(*(layer for layer, _, _ in layers)), what="the resolved training settings")
+
+
+def _flag(field: str) -> str:
+    """A TrainConfig field as the option that sets it (backbone_options.x: --backbone-option x=...)."""
+    if field.startswith("backbone_options"):
+        return "--backbone-option"
+    return "--" + field.split(".")[0].split("[")[0].replace("_", "-")
 
 
 def parse_options(pairs: list[str]) -> dict:

@@ -21,9 +21,11 @@ import numpy as np
 
 from verikit.errors import DataError
 
+from ..schemas import read_npz, validate
 from .embedding_cache import EmbeddingCache
 from .evaluation import DEFAULT_FARS, evaluate_verification, fold_accuracy, pair_scores
 from .protocols import IdentificationProtocol, PairsProtocol
+from .schema import ScoresFile
 
 __all__ = ["SCHEMA_VERSION", "FileEmbedding", "ScoreSet", "Embedded", "embed_unique", "run_pairs", "run_identification"]
 
@@ -64,12 +66,10 @@ class ScoreSet:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ScoreSet":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return cls(z["genuine"], z["impostor"], z["genuine_subject"], z["impostor_subject_a"],
-                           z["impostor_subject_b"], tuple(str(s) for s in z["subjects"]), str(z["protocol_sha256"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"score file '{path}' is unreadable: {exc}") from None
+        what = "score file"
+        doc = validate(ScoresFile, read_npz(path, error=DataError, what=what), str(path), error=DataError, what=what)
+        return cls(doc.genuine, doc.impostor, doc.genuine_subject, doc.impostor_subject_a, doc.impostor_subject_b,
+                   tuple(str(s) for s in doc.subjects), doc.protocol_sha256)
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,8 @@ def _cohort(embedder: FileEmbedding, cohort_files: Sequence[Path] | None, cache_
         raise DataError("score normalisation needs a cohort: pass --cohort DIR (identities not under test)")
     emb = embed_unique(embedder, cohort_files, cache_dir=cache_dir)
     if emb.ok.sum() < 2:
-        raise DataError("the cohort has fewer than two usable images")
+        raise DataError(f"the cohort (--cohort) has fewer than two usable images ({int(emb.ok.sum())} of "
+                        f"{len(cohort_files)}, e.g. '{cohort_files[0]}')")
     return emb.embeddings[emb.ok]
 
 
@@ -187,7 +188,9 @@ def run_identification(embedder: FileEmbedding, protocol: IdentificationProtocol
     probes = embedded.embeddings[n_g:][p_ok]
     p_ids = [i for (_, i), k in zip(protocol.probes, p_ok) if k]
     if not g_ids or not p_ids:
-        raise DataError("no usable gallery or probe image")
+        source = protocol.info.get("source")
+        raise DataError(f"identification protocol{f' {source!r}' if source else ''} has no usable "
+                        f"{'gallery' if not g_ids else 'probe'} image ({len(embedded.failures)} unreadable)")
     sim = probes @ gallery.T
     known = set(g_ids)
     mated = np.array([i in known for i in p_ids])

@@ -15,6 +15,9 @@ import numpy as np
 
 from verikit.errors import DataError
 
+from ..schemas import read_npz, validate
+from .schema import EmbeddingCacheFile
+
 __all__ = ["EmbeddingCache"]
 
 
@@ -40,17 +43,16 @@ class EmbeddingCache:
             self._load()
 
     def _load(self) -> None:
+        what = "embedding cache"
         try:
-            with np.load(self.path, allow_pickle=False) as z:
-                stored = str(z["fingerprint"])
-                keys, emb = z["keys"], z["embeddings"]
-        except (OSError, ValueError, KeyError) as exc:
-            raise DataError(f"embedding cache '{self.path}' is unreadable ({exc}); delete it to rebuild") from None
-        if stored != self.fingerprint:
-            raise DataError(f"embedding cache '{self.path}' belongs to model {stored[:12]}, not {self.fingerprint[:12]}")
-        if emb.ndim != 2 or len(keys) != emb.shape[0]:
-            raise DataError(f"embedding cache '{self.path}' is malformed; delete it to rebuild")
-        self._table = {str(k): emb[i] for i, k in enumerate(keys)}
+            doc = validate(EmbeddingCacheFile, read_npz(self.path, error=DataError, what=what), str(self.path),
+                           error=DataError, what=what)
+        except DataError as exc:  # a cache is derived data: say how to get a good one back
+            raise DataError(f"{exc}; delete it to rebuild") from None
+        if doc.fingerprint != self.fingerprint:
+            raise DataError(f"embedding cache '{self.path}' belongs to model {doc.fingerprint[:12]}, "
+                            f"not {self.fingerprint[:12]}")
+        self._table = {str(k): doc.embeddings[i] for i, k in enumerate(doc.keys)}
 
     def lookup(self, paths: Sequence[Path]) -> tuple[dict[int, np.ndarray], list[int]]:
         """``({position: embedding} for cached files, positions to embed)``."""

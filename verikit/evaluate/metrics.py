@@ -185,31 +185,48 @@ class RocCurve:
         return int(self.thresholds.size)
 
 
-def _sorted_unique(s: np.ndarray) -> np.ndarray:
-    """Distinct values of an ascending array (cheap: no sort)."""
-    keep = np.empty(s.size, dtype=bool)
-    keep[:1] = True
-    np.not_equal(s[1:], s[:-1], out=keep[1:])
-    return s[keep]
-
-
 def _roc_counts(g_sorted: np.ndarray, i_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ascending distinct observed scores and, at each, how many genuine/impostor are ``>=`` it."""
-    # Each class is already sorted, so its distinct values are a linear pass, and the stable
-    # (tim)sort of the two concatenated ascending runs is a linear merge.
-    merged = np.concatenate([_sorted_unique(g_sorted), _sorted_unique(i_sorted)])
-    values = _sorted_unique(np.sort(merged, kind="stable"))
-    acc_g = g_sorted.size - np.searchsorted(g_sorted, values, side="left")
-    acc_i = i_sorted.size - np.searchsorted(i_sorted, values, side="left")
-    return values, acc_g, acc_i
+    """Ascending distinct observed scores and, at each, how many genuine/impostor are ``>=`` it.
+
+    A linear merge of the two sorted classes: the smaller class's place in the larger one is one
+    ``searchsorted`` (sorted queries, so cache-friendly), then a scatter builds the merged order
+    and a cumulative count of genuine scores gives, at the first occurrence of each distinct
+    value, how many of each class lie strictly below it. No comparison sort of the merged scores.
+    """
+    n_g, n_i = g_sorted.size, i_sorted.size
+    small, large = (g_sorted, i_sorted) if n_g <= n_i else (i_sorted, g_sorted)
+    n = n_g + n_i
+    pos = np.searchsorted(large, small, side="right")
+    pos += np.arange(small.size, dtype=pos.dtype)  # each earlier small score shifts it by one
+    from_small = np.zeros(n, dtype=bool)
+    from_small[pos] = True
+    merged = np.empty(n, dtype=np.result_type(g_sorted.dtype, i_sorted.dtype))
+    merged[pos] = small
+    merged[~from_small] = large
+    del pos
+    first = np.empty(n, dtype=bool)  # first occurrence of each distinct value
+    first[0] = True
+    np.not_equal(merged[1:], merged[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    values = merged[starts]
+    del merged, first
+    count = np.empty(n + 1, dtype=np.int64 if n >= 2**31 else np.int32)
+    count[0] = 0
+    np.cumsum(from_small, out=count[1:])
+    small_below = count[starts]  # small-class scores strictly below each value
+    del count, from_small
+    large_below = starts - small_below
+    g_below, i_below = (small_below, large_below) if n_g <= n_i else (large_below, small_below)
+    return values, n_g - g_below, n_i - i_below
 
 
 def roc(genuine: Any, impostor: Any) -> RocCurve:
     """Exact ROC curve (FMR, TMR) at every distinct observed score.
 
-    Each class is sorted separately and the accepted counts come from ``np.searchsorted``, so
-    ties are exact (at threshold ``t`` every score ``>= t`` is accepted) and the cost is two
-    sorts -- faster than ``sklearn.metrics.roc_curve``. Unlike sklearn no point is dropped.
+    Each class is sorted separately (numpy's SIMD sort), then merged in linear time
+    (:func:`_roc_counts`), so ties are exact (at threshold ``t`` every score ``>= t`` is accepted)
+    and the values equal ``sklearn.metrics.roc_curve(..., drop_intermediate=False)`` point for
+    point (thresholds, FPR, TPR), at a fraction of its time (benchmarks/bench_roc.py).
 
     >>> r = roc([0.9, 0.8, 0.5], [0.8, 0.3])
     >>> r.thresholds.tolist()

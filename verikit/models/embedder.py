@@ -29,12 +29,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..atomic import write_atomic
-from ..errors import ModelError
+from ..errors import ModelError, VerikitError, one_line
 from ..registry import backbones
+from ..schemas import validate_json
 from ..structures import EMBED_FROM, TTA_MODES, InputSpec
 from .heads import EmbeddingHead
+from .schema import FORMAT_VERSION, ModelConfigFile, input_spec_kwargs
 
-FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -75,23 +76,13 @@ class ModelConfig:
 
     @classmethod
     def from_json_bytes(cls, raw: bytes, source: str) -> "ModelConfig":
-        try:
-            data = json.loads(raw)
-            if data.get("format_version") != FORMAT_VERSION:
-                raise ModelError(f"model config '{source}' has format_version "
-                                 f"{data.get('format_version')!r}; this verikit reads {FORMAT_VERSION}")
-            return cls(backbone=data["backbone"], backbone_options=dict(data.get("backbone_options", {})),
-                       embedding_size=int(data["embedding_size"]), pooling=data.get("pooling", "avg"),
-                       input_spec=InputSpec.from_dict(data["input_spec"]),
-                       similarity=data.get("similarity", "cosine"), training=dict(data.get("training", {})),
-                       neck=data.get("neck", "linear"), tta=data.get("tta", "none"),
-                       embed_from=data.get("embed_from", "neck"))
-        except ModelError as exc:
-            if source in str(exc):
-                raise
-            raise ModelError(f"model config '{source}': {exc}") from exc  # e.g. an unknown tta value
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"model config '{source}' is malformed: {exc!r}") from exc
+        """A config from ``config.json`` bytes, validated by its declared schema
+        (:class:`~verikit.models.schema.ModelConfigFile`); ``source`` names the file in errors."""
+        doc = validate_json(ModelConfigFile, raw, source, error=ModelError, what="model config")
+        return cls(backbone=doc.backbone, backbone_options=dict(doc.backbone_options),
+                   embedding_size=doc.embedding_size, pooling=doc.pooling,
+                   input_spec=InputSpec(**input_spec_kwargs(doc.input_spec)), similarity=doc.similarity,
+                   training=dict(doc.training), neck=doc.neck, tta=doc.tta, embed_from=doc.embed_from)
 
 
 def fingerprint_of(config_bytes: bytes, weights_bytes: bytes) -> str:
@@ -208,8 +199,14 @@ class Embedder(nn.Module):
         if not cfg_path.is_file() or not w_path.is_file():
             raise ModelError(f"'{d}' is not a verikit model: it needs {CONFIG_FILE} and {WEIGHTS_FILE}")
         config_bytes, weights_bytes = cfg_path.read_bytes(), w_path.read_bytes()
-        model = cls.from_config(ModelConfig.from_json_bytes(config_bytes, str(cfg_path)))
-        config = model.config
+        config = ModelConfig.from_json_bytes(config_bytes, str(cfg_path))
+        try:
+            model = cls.from_config(config)
+        except VerikitError as exc:  # e.g. an unknown backbone: say which file asked for it
+            raise type(exc)(f"model config '{cfg_path}': {exc}") from exc
+        except (ValueError, TypeError) as exc:  # a plugin's own check of its options
+            raise ModelError(f"model config '{cfg_path}': backbone {config.backbone!r} cannot be built "
+                             f"with these backbone_options: {one_line(exc)}") from exc
         try:
             state = load_safetensors(weights_bytes)
             model.load_state_dict(state, strict=True)

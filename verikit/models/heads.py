@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..structures import NECKS, POOLINGS  # re-exported: the names live with the other config choices
+
 
 class GeM(nn.Module):
     """Generalised-mean pooling with a learnable exponent (Radenovic et al., 2018)."""
@@ -22,10 +24,6 @@ class GeM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1)).pow(1.0 / self.p)
-
-
-POOLINGS = ("avg", "gem", "max")
-NECKS = ("linear", "conv1x1")
 
 
 class EmbeddingHead(nn.Module):

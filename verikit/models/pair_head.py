@@ -23,11 +23,12 @@ import torch
 from torch import nn
 
 from ..atomic import write_atomic
-from ..errors import FingerprintMismatchError, ModelError
+from ..errors import DataError, FingerprintMismatchError, ModelError
+from ..schemas import read_json
+from .schema import FORMAT_VERSION, PairHeadFile
 
 PAIR_HEAD_WEIGHTS = "pair_head.safetensors"
 PAIR_HEAD_CONFIG = "pair_head.json"
-FORMAT_VERSION = 1
 
 
 class PairHead(nn.Module):
@@ -45,6 +46,10 @@ class PairHead(nn.Module):
     @torch.no_grad()
     def scores(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """sigmoid(logit) of row i of ``a`` with row i of ``b`` (numpy in, numpy out)."""
+        for side in (np.atleast_2d(a), np.atleast_2d(b)):
+            if side.shape[-1] != self.embedding_size:
+                raise DataError(f"this pair head compares embeddings of size {self.embedding_size}, "
+                                f"got size {side.shape[-1]}: it was trained on another model's embeddings")
         was = self.training
         self.eval()
         ta = torch.as_tensor(np.atleast_2d(a), dtype=torch.float32)
@@ -92,23 +97,19 @@ class SavedPairHead:
         cfg_path, w_path = d / PAIR_HEAD_CONFIG, d / PAIR_HEAD_WEIGHTS
         if not cfg_path.is_file() or not w_path.is_file():
             raise ModelError(f"no pair head in '{d}' (train one with `verikit pair-head train`)")
+        doc = read_json(PairHeadFile, cfg_path, error=ModelError, what="pair head")
+        weights = w_path.read_bytes()
+        if hashlib.sha256(weights).hexdigest() != doc.weights_sha256:
+            raise ModelError(f"'{w_path}' does not match '{cfg_path}' (weights changed); retrain the pair head")
+        head = PairHead(doc.embedding_size, doc.hidden)
         try:
-            cfg = json.loads(cfg_path.read_text())
-            if cfg.get("format_version") != FORMAT_VERSION:
-                raise ModelError(f"pair head '{cfg_path}' has format_version {cfg.get('format_version')!r}; "
-                                 f"this verikit reads {FORMAT_VERSION}")
-            weights = w_path.read_bytes()
-            if hashlib.sha256(weights).hexdigest() != cfg["weights_sha256"]:
-                raise ModelError(f"'{w_path}' does not match '{cfg_path}' (weights changed); retrain the pair head")
-            head = PairHead(cfg["embedding_size"], cfg["hidden"])
             head.load_state_dict(load(weights), strict=True)
-        except ModelError:
-            raise
-        except (ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as exc:
-            raise ModelError(f"pair head in '{d}' is malformed: {str(exc).splitlines()[0]}") from exc
-        if fingerprint is not None and cfg["model_fingerprint"] != fingerprint:
+        except (RuntimeError, SafetensorError) as exc:
+            raise ModelError(f"pair head weights '{w_path}' do not fit '{cfg_path}': "
+                             f"{str(exc).splitlines()[0]}") from exc
+        if fingerprint is not None and doc.model_fingerprint != fingerprint:
             raise FingerprintMismatchError(
-                f"pair head in '{d}' was trained on model {cfg['model_fingerprint'][:12]}, not this model "
+                f"pair head in '{d}' was trained on model {doc.model_fingerprint[:12]}, not this model "
                 f"({fingerprint[:12]}); run `verikit pair-head train` with this model")
         head.eval()
-        return cls(head, cfg["model_fingerprint"], cfg.get("threshold"), dict(cfg.get("info", {})))
+        return cls(head, doc.model_fingerprint, doc.threshold, dict(doc.info))

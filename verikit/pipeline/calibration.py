@@ -10,6 +10,7 @@ from ..calibrate.cohort import Cohort
 from ..calibrate.threshold import Calibration, calibrate
 from ..errors import DataError
 from ..models.embedder import Embedder
+from ..similarity import parse_measure
 from ..evaluate.pairs import all_pairs
 
 
@@ -26,8 +27,11 @@ def calibrate_embeddings(model: Embedder, embeddings: np.ndarray, labels: Sequen
         # In the model's own measure: the threshold must be in the units the gallery scores in.
         genuine, impostor = all_pairs(embeddings, list(labels), model.config.similarity)
     if len(genuine) == 0 or len(impostor) == 0:
-        raise DataError("calibration needs at least two identities and one identity with two images")
-    return calibrate(genuine, impostor, target_fmr, model.fingerprint, data, cohort=cohort)
+        where = f" '{data['path']}'" if data and data.get("path") else ""
+        raise DataError(f"calibration data{where} needs at least two identities and one identity with two "
+                        f"usable images (it has {len(set(labels))} identities, {len(labels)} images)")
+    return calibrate(genuine, impostor, target_fmr, model.fingerprint, data, cohort=cohort,
+                     similarity=parse_measure(model.config.similarity).spec)
 
 
 def _normalised_pairs(model: Embedder, embeddings: np.ndarray, labels: list, cohort: Cohort):

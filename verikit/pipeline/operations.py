@@ -27,6 +27,7 @@ from ..image_input import ImageInput, as_source, check_sequence, input_name, sou
 from ..io import path_text
 from ..models.embedder import Embedder
 from ..models.inference import embed_files, embed_images
+from ..similarity import Measure, number_problem
 from ..structures import Decision, Hit, SearchResult
 from .detection import FaceCropper
 from .settings import FacePolicy, PipelineSettings, bind_to_gallery
@@ -170,12 +171,31 @@ def _embed_probe(model: Embedder, image: ImageInput, cropper: FaceCropper | None
     return embed_images(model, [cropper.crops_of_file(image)[0].image])[0]  # no face: ImageError naming it
 
 
-def resolve_threshold(threshold: float | None, calibration: Calibration | None) -> float:
+def resolve_threshold(threshold: float | None, calibration: Calibration | None,
+                      measure: Measure | None = None) -> float | None:
+    """The threshold to decide with: the one given, else the calibration's; None when neither exists.
+
+    Whatever its source, it must be a finite number, and inside ``measure``'s score range when the
+    scores are that measure's (None: scores in other units, e.g. a pair head's or normalised ones):
+    NaN compares false with every score and a value below the range accepts everyone, so either
+    is refused (:class:`DataError` naming the threshold), never used.
+    """
     if threshold is not None:
-        return float(threshold)
-    if calibration is not None:
-        return calibration.threshold
-    raise CalibrationError("no threshold: run `verikit calibrate` for this model, or pass --threshold")
+        source, value = "threshold (--threshold)", threshold
+    elif calibration is not None:
+        source, value = "the calibration's threshold", calibration.threshold
+    else:
+        return None
+    problem = number_problem(value) if measure is None else measure.threshold_problem(value)
+    if problem is not None:
+        raise DataError(f"{source} {problem}")
+    return float(value)
+
+
+def _require_threshold(t: float | None) -> float:
+    if t is None:
+        raise CalibrationError("no threshold: run `verikit calibrate` for this model, or pass --threshold")
+    return t
 
 
 def verify(model: Embedder, gallery: Gallery, image: ImageInput, claim: str, *,
@@ -189,8 +209,9 @@ def verify(model: Embedder, gallery: Gallery, image: ImageInput, claim: str, *,
     ``scorer(probe, templates)`` replaces the gallery's similarity (e.g. a learned pair head's
     ``best_score``); its threshold must then be in its own units.
     """
-    resolve_threshold(threshold, calibration)  # no threshold fails before any model work
-    gallery.identity(claim)  # so does an unknown claim
+    own_units = scorer is None and (calibration is None or calibration.cohort is None)
+    t = _require_threshold(resolve_threshold(threshold, calibration, gallery.measure if own_units else None))
+    gallery.identity(claim)  # unknown claim fails before any model work
     settings = bind_to_gallery(gallery, pipeline)
     cropper = FaceCropper(settings, faces) if settings is not None else None
     probe = _embed_probe(model, image, cropper)
@@ -245,10 +266,9 @@ def search(model: Embedder, gallery: Gallery, images: Sequence[ImageInput], *, t
     With the gallery's detector every kept face is a probe (``file#k`` when a file gave several);
     files without a usable face are failures (for a single probe: ImageError).
     """
-    try:
-        t: float | None = resolve_threshold(threshold, calibration)
-    except CalibrationError:
-        t = None  # ranking still works; there is just no "unknown" decision
+    normalised = calibration is not None and calibration.cohort is not None
+    # None: ranking still works; there is just no "unknown" decision.
+    t = resolve_threshold(threshold, calibration, None if normalised else gallery.measure)
     images = check_sequence(images)
     settings = bind_to_gallery(gallery, pipeline)
     if settings is not None:

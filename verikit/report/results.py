@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from verikit.evaluate.benchmark import SCHEMA_VERSION, ScoreSet
+from verikit.evaluate.benchmark import ScoreSet
 from verikit.errors import DataError
+
 from ..atomic import write_atomic
+from ..schemas import read_bytes, validate, validate_json
+from .schema import ResultFile
 
 __all__ = ["RESULT_FILE", "SCORES_FILE", "Run", "write_run", "load_run"]
 
 RESULT_FILE = "result.json"
 SCORES_FILE = "scores.npz"
-_REQUIRED = ("schema_version", "kind", "name", "model", "protocol", "verification", "identification")
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,19 +56,8 @@ def write_run(directory: str | os.PathLike, result: dict[str, Any], scores: Scor
 
 
 def validate_result(doc: Any, source: str) -> dict[str, Any]:
-    """Check the document is a benchmark result this verikit can read; one-line errors."""
-    if not isinstance(doc, dict):
-        raise DataError(f"'{source}' is not a verikit benchmark result (top level is not an object)")
-    if doc.get("kind") != "verikit.benchmark":
-        raise DataError(f"'{source}' is not a verikit benchmark result (kind {doc.get('kind')!r})")
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise DataError(f"'{source}' has schema_version {doc.get('schema_version')!r}; "
-                        f"this verikit reads {SCHEMA_VERSION}")
-    missing = [k for k in _REQUIRED if k not in doc]
-    if missing:
-        raise DataError(f"'{source}' lacks {', '.join(missing)}")
-    if doc["verification"] is None and doc["identification"] is None:
-        raise DataError(f"'{source}' has neither verification nor identification results")
+    """Check a parsed document against :class:`~verikit.report.schema.ResultFile`; one-line errors."""
+    validate(ResultFile, doc, source, error=DataError, what="benchmark result")
     return doc
 
 
@@ -77,11 +68,11 @@ def load_run(path: str | os.PathLike) -> Run:
         p = p / RESULT_FILE
     if not p.is_file():
         raise DataError(f"no benchmark result at '{p}'")
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"'{p}' is not valid JSON: {exc}") from None
-    doc = validate_result(doc, str(p))
+    raw = read_bytes(p, error=DataError, what="benchmark result")
+    # Checked as JSON text by the schema (a NaN where a rate belongs is refused), then used as the
+    # plain dict the report renders.
+    validate_json(ResultFile, raw, str(p), error=DataError, what="benchmark result")
+    doc = json.loads(raw.decode("utf-8-sig"))  # valid UTF-8 JSON: the schema just parsed it
     scores = None
     if doc.get("scores_file"):
         sp = p.parent / doc["scores_file"]

@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 
 from ..atomic import write_atomic
-from ..errors import PluginError, one_line
+from ..errors import PluginError
+from ..schemas import FileSchema, read_json
 from ..models.state_dicts import load_state_dict_file
 from . import SIDECAR_FILE
 
 FORMAT = "verikit-segmenter/1"
+
+
+class SidecarFile(FileSchema):
+    """The declared schema of ``segmenter.json`` (rules and one-line errors: :mod:`verikit.schemas`)."""
+
+    format: Literal[FORMAT]
+    spec: Annotated[str, Field(min_length=1, max_length=200)]
+    options: dict[str, Any]   # the factory's JSON options; the factory checks their values
+    training: dict[str, Any] = {}   # summary: informational
 
 
 def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True,
@@ -50,10 +61,5 @@ def read_sidecar(weights: str | None) -> dict[str, Any]:
     path = Path(weights).with_name(SIDECAR_FILE)
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PluginError(f"cannot read '{path}': {one_line(exc)}") from exc
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("options"), dict):
-        raise PluginError(f"'{path}' is not a verikit segmenter description (format {FORMAT})")
-    return data
+    doc = read_json(SidecarFile, path, error=PluginError, what="segmenter description")
+    return doc.model_dump()

@@ -12,12 +12,11 @@ CLI and the HTTP server all call, so that no entry point forgets one:
 from __future__ import annotations
 
 import json
-import math
-import numbers
 import warnings
 from typing import Any
 
 from ..errors import DataError, FingerprintMismatchError, VerikitWarning
+from ..similarity import number_problem
 
 
 def warn(message: str, stacklevel: int = 3) -> None:
@@ -42,11 +41,15 @@ def check_calibration(calibration: Any, model: Any) -> None:
 
 
 def check_threshold(threshold: Any, what: str = "threshold") -> float | None:
-    """``threshold`` as a float, or None; anything that is not a finite real number is refused."""
+    """``threshold`` as a float, or None; anything that is not a finite real number is refused.
+
+    The score-range check needs the gallery's measure, so it happens where the threshold is used
+    (:func:`verikit.pipeline.operations.resolve_threshold`); this one fails before anything loads."""
     if threshold is None:
         return None
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(float(threshold)):
-        raise DataError(f"{what} must be a finite number (a match is score >= threshold), got {threshold!r}")
+    problem = number_problem(threshold)
+    if problem is not None:
+        raise DataError(f"{what} {problem} (a match is score >= threshold)")
     return float(threshold)
 
 

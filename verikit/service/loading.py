@@ -44,7 +44,8 @@ def load_calibration(model_dir: str | Path | None, model: Any):
     path = Path(model_dir) / CALIBRATION_FILE
     if not path.is_file():
         return None
-    return Calibration.load(path, fingerprint=model.fingerprint)
+    # The model's measure: a threshold outside its score range is refused on load.
+    return Calibration.load(path, fingerprint=model.fingerprint, measure=model.config.similarity)
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,40 @@ import pickle
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import torch
+from pydantic import Field
 
 from ..errors import DataError
+from ..schemas import FileSchema, read_json
 
 CHECKPOINT_DIR = "checkpoint"
 _MODEL, _BEST, _STATE, _PROGRESS = "model.safetensors", "best_model.safetensors", "state.pt", "progress.json"
+
+Figure = Annotated[float, Field(allow_inf_nan=True)]  # a diverged run's loss is NaN, and is history
+
+
+class EpochRow(FileSchema):
+    """One epoch of ``progress.json``'s history (the fields of :class:`verikit.train.loop.EpochRecord`)."""
+
+    epoch: Annotated[int, Field(ge=1)]
+    loss: Figure
+    images_per_s: Figure
+    val_eer: Optional[Figure]
+    seconds: Figure
+    lr: Optional[Figure] = None
+    val_tar_at_far_1e_2: Optional[Figure] = None
+    val_tar_at_far_1e_3: Optional[Figure] = None
+
+
+class ProgressFile(FileSchema):
+    """``progress.json``: the last completed epoch, the history, the resolved training config (a
+    mapping checked by the training config's own schema when it is used)."""
+
+    epoch: Annotated[int, Field(ge=0)]
+    history: list[EpochRow] = []
+    config: dict[str, Any] = {}
 
 
 @dataclass
@@ -78,16 +104,16 @@ def load_checkpoint(out_dir: str | Path, device: torch.device | str = "cpu") -> 
     if not (path / _PROGRESS).is_file():
         raise DataError(f"no checkpoint to resume from in '{out_dir}' (expected {CHECKPOINT_DIR}/{_PROGRESS}); "
                         "run without --resume to start afresh")
+    doc = read_json(ProgressFile, path / _PROGRESS, error=DataError, what="checkpoint progress")
+    progress = {"history": [row.model_dump() for row in doc.history], "config": dict(doc.config)}
     try:
-        progress = json.loads((path / _PROGRESS).read_text())
         model = load_file(str(path / _MODEL), device=str(device))
         best = load_file(str(path / _BEST), device=str(device)) if (path / _BEST).is_file() else None
         # weights_only: a checkpoint from someone else cannot run code when loaded.
         states = torch.load(path / _STATE, map_location=device, weights_only=True)
     except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
         raise DataError(f"checkpoint in '{path}' is unreadable: {str(exc).splitlines()[0]}") from exc
-    epoch = int(progress.pop("epoch"))
-    return Checkpoint(epoch=epoch, model=model, states=states, progress=progress, best_model=best)
+    return Checkpoint(epoch=doc.epoch, model=model, states=states, progress=progress, best_model=best)
 
 
 def has_checkpoint(out_dir: str | Path) -> bool:

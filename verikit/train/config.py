@@ -11,15 +11,19 @@ checking of keys, types and values. It imports no torch: the loop imports it, ne
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping, Optional
+
+from pydantic import BeforeValidator, Field
 
 from ..atomic import write_atomic
 from ..errors import DataError
-from ..structures import EMBED_FROM, EQUALIZE_MODES, TTA_MODES, InputSpec
+from ..schemas import read_bytes, schema_of, validate
+from ..similarity import parse_measure
+from ..structures import EMBED_FROM, EQUALIZE_MODES, NECKS, POOLINGS, TTA_MODES, InputSpec
+from .losses import LOSSES, MINERS
 
 AUGMENTATIONS = ("none", "light", "strong", "affine")
 MIRRORING_AUGMENTATIONS = ("light", "strong")   # these flip images at random (see train.data.augmentation)
@@ -29,45 +33,93 @@ CONFIG_FILE = "train_config.json"   # the resolved config, written next to the m
 _MERGED_DICTS = ("backbone_options",)
 
 
+def parse_image_size(value: Any) -> tuple[int, int]:
+    """``112``, ``"112"``, ``"112x96"`` or ``[112, 96]`` -> (height, width)."""
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.lower().split("x")]
+        except ValueError:
+            raise DataError(f"image size must be N or HxW, got {value!r}") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = [value[0], value[0]]
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in value)):
+        raise DataError(f"image size must be N or HxW with sides >= 8, got {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _image_size(value: Any) -> tuple[int, int]:
+    try:
+        return parse_image_size(value)
+    except DataError as exc:
+        raise ValueError(str(exc).replace("image size ", "", 1)) from None
+
+
+def _measure(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            parse_measure(value)
+        except DataError as exc:
+            raise ValueError(str(exc)) from None
+    return value
+
+
+# Field types: the TrainConfig annotations below ARE the schema a config file is validated by.
+Count = Annotated[int, Field(ge=0)]
+AtLeast1 = Annotated[int, Field(ge=1)]
+AtLeast2 = Annotated[int, Field(ge=2)]
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+
 @dataclass
 class TrainConfig:
-    """Every training choice; saved in the model's config.json under ``training``."""
+    """Every training choice; saved in the model's config.json under ``training``.
 
-    backbone: str = "timm:resnet18"
+    The annotations are also the declared schema of a ``--config`` file (:data:`TRAIN_CONFIG_SCHEMA`,
+    built from them; see :mod:`verikit.schemas`), and :func:`check_config` runs the same schema on a
+    config built in Python.
+    """
+
+    backbone: Annotated[str, Field(min_length=1)] = "timm:resnet18"
     backbone_options: dict[str, Any] = field(default_factory=dict)
-    embedding_size: int = 128
-    pooling: str = "avg"
-    neck: str = "linear"
-    image_size: tuple[int, int] = (112, 112)
-    channels: int = 3
-    epochs: int = 20
-    batch_size: int = 32
-    m_per_class: int = 4
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 1
-    loss: str = "triplet"
-    margin: float | None = None      # None: the loss's own default (0.2 for triplet, 0.35 for cosface, ...)
-    miner: str = "batch_hard"        # ignored by proxy losses (normalized_softmax, cosface, arcface)
-    distance: str = "cosine"         # measure spec (verikit.similarity); recorded as the model's similarity
-    keep: str = "last"               # "last" epoch, or the "best" validation EER (noisy on few identities)
-    augment: str = "light"
-    equalize: str = "none"           # photometric normalisation recorded in the model's InputSpec: none, histogram
-    embed_from: str = "neck"         # the layer the saved model's templates come from: neck or pooled
-    tta: str = "auto"                # test-time augmentation recorded in the model: none, hflip, or auto (hflip
-                                     # when the augmentation mirrors images, i.e. light/strong; else none)
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    optimizer: str = "adamw"         # "adamw" or "sgd" (Nesterov momentum)
-    momentum: float = 0.9            # SGD only
-    clip_grad_norm: float = 5.0      # max global gradient norm of the model; 0 turns clipping off
+    embedding_size: Annotated[int, Field(ge=2, le=1 << 16)] = 128
+    pooling: Literal[POOLINGS] = "avg"  # type: ignore[valid-type]
+    neck: Literal[NECKS] = "linear"  # type: ignore[valid-type]
+    image_size: Annotated[tuple[int, int], BeforeValidator(_image_size)] = (112, 112)
+    channels: Literal[1, 3] = 3
+    epochs: AtLeast1 = 20
+    batch_size: AtLeast2 = 32
+    m_per_class: AtLeast2 = 4
+    lr: Annotated[float, Field(gt=0.0)] = 1e-3
+    weight_decay: NonNegative = 5e-4
+    warmup_epochs: Count = 1
+    loss: Literal[LOSSES] = "triplet"  # type: ignore[valid-type]
+    margin: Optional[float] = None   # None: the loss's own default (0.2 for triplet, 0.35 for cosface, ...)
+    miner: Literal[MINERS] = "batch_hard"  # type: ignore[valid-type]  # ignored by proxy losses
+    # measure spec (verikit.similarity); recorded as the model's similarity
+    distance: Annotated[str, BeforeValidator(_measure)] = "cosine"
+    keep: Literal["last", "best"] = "last"   # "last" epoch, or the "best" validation EER (noisy on few identities)
+    augment: Literal[AUGMENTATIONS] = "light"  # type: ignore[valid-type]
+    # photometric normalisation recorded in the model's InputSpec: none, histogram
+    equalize: Literal[EQUALIZE_MODES] = "none"  # type: ignore[valid-type]
+    embed_from: Literal[EMBED_FROM] = "neck"  # type: ignore[valid-type]  # the layer templates come from
+    # test-time augmentation recorded in the model: none, hflip, or auto (hflip when the augmentation
+    # mirrors images, i.e. light/strong; else none)
+    tta: Literal[("auto", *TTA_MODES)] = "auto"  # type: ignore[valid-type]
+    val_fraction: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    seed: Annotated[int, Field(ge=0, lt=1 << 32)] = 0
+    device: Annotated[str, Field(min_length=1)] = "auto"
+    workers: Count = 0
+    optimizer: Literal["adamw", "sgd"] = "adamw"   # "sgd": Nesterov momentum
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9            # SGD only
+    clip_grad_norm: NonNegative = 5.0      # max global gradient norm of the model; 0 turns clipping off
     amp: bool = True                 # float16 autocast + grad scaling, on CUDA only (a no-op on CPU)
-    patience: int = 0                # stop after this many epochs without a better validation EER; 0: never
-    freeze_epochs: int = 0           # train only the head (backbone frozen) for the first N epochs
-    gradual_unfreeze: int = 0        # after the freeze: one more backbone stage every N epochs, top first; 0: all
-    backbone_lr_scale: float = 1.0   # the backbone's learning rate relative to --lr (0.1: gentle fine-tuning)
+    patience: Count = 0              # stop after this many epochs without a better validation EER; 0: never
+    freeze_epochs: Count = 0         # train only the head (backbone frozen) for the first N epochs
+    gradual_unfreeze: Count = 0      # after the freeze: one more backbone stage every N epochs, top first; 0: all
+    backbone_lr_scale: NonNegative = 1.0   # the backbone's learning rate relative to --lr (0.1: gentle fine-tuning)
     freeze_batchnorm: bool = False   # batch-norm layers use and keep their running statistics
 
     def input_spec(self) -> InputSpec:
@@ -80,22 +132,18 @@ class TrainConfig:
         return "hflip" if self.augment in MIRRORING_AUGMENTATIONS else "none"
 
 
-# TrainConfig fields that take one of a few names; config files are checked against the same table.
+TRAIN_CONFIG_SCHEMA = schema_of(TrainConfig)
+
+# TrainConfig fields that take one of a few names (the same names its schema allows).
 CHOICES: dict[str, tuple[str, ...]] = {"keep": ("last", "best"), "optimizer": ("adamw", "sgd"),
                                        "augment": AUGMENTATIONS, "equalize": EQUALIZE_MODES,
                                        "tta": ("auto", *TTA_MODES), "embed_from": EMBED_FROM}
 
 
 def check_config(cfg: TrainConfig) -> None:
-    """Refuse settings the loop cannot honour, before any image is loaded."""
-    for key, allowed in CHOICES.items():
-        if getattr(cfg, key) not in allowed:
-            raise DataError(f"{key} must be one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
-    for key in ("patience", "freeze_epochs", "gradual_unfreeze", "warmup_epochs"):
-        if getattr(cfg, key) < 0:
-            raise DataError(f"{key} must be >= 0, got {getattr(cfg, key)}")
-    if cfg.backbone_lr_scale < 0 or cfg.clip_grad_norm < 0:
-        raise DataError("backbone_lr_scale and clip_grad_norm must be >= 0")
+    """Refuse settings the loop cannot honour, before any image is loaded: a config built in
+    Python is checked by the same schema as a config file."""
+    config_from_dict(config_to_dict(cfg), what="training settings")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -106,7 +154,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     suffix = p.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
         raise DataError(f"config file '{p}' must end in .yaml, .yml or .json")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = read_bytes(p, error=DataError, what="config file").decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"config file '{p}' is malformed: not UTF-8 text (byte {exc.start})") from None
     try:
         if suffix == ".json":
             data = json.loads(text)
@@ -135,19 +186,16 @@ def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_from_dict(data: Mapping[str, Any], source: str = "config"):
-    """A validated TrainConfig from a dict; an unknown key or a wrongly typed value is a one-line DataError."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise DataError(f"unknown key {key!r} in {source}{hint}")
-        f = fields[key]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        values[key] = _check_type(key, value, default, source)
-    return TrainConfig(**values)
+def config_from_dict(data: Mapping[str, Any], source: str = "", what: str = "training config",
+                     label: Callable[[str], str] | None = None) -> TrainConfig:
+    """A validated TrainConfig from a dict (TrainConfig's annotations are the schema); an unknown
+    key or a wrongly typed value is one DataError line naming ``source`` and the key (or, for
+    command-line options, the option as ``label`` spells it)."""
+    if not isinstance(data, Mapping):
+        raise DataError(f"{what} {f'{source!r} ' if source else ''}must hold a mapping of settings, "
+                        f"not {type(data).__name__}")
+    doc = validate(TRAIN_CONFIG_SCHEMA, dict(data), source, error=DataError, what=what, label=label)
+    return TrainConfig(**dict(doc))
 
 
 def config_to_dict(cfg) -> dict[str, Any]:
@@ -161,54 +209,3 @@ def write_config(cfg, path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     return write_atomic(p, json.dumps(config_to_dict(cfg), indent=2, sort_keys=True) + "\n")
-
-
-def parse_image_size(value: Any) -> tuple[int, int]:
-    """``112``, ``"112"``, ``"112x96"`` or ``[112, 96]`` -> (height, width)."""
-    if isinstance(value, str):
-        try:
-            value = [int(v) for v in value.lower().split("x")]
-        except ValueError:
-            raise DataError(f"image size must be N or HxW, got {value!r}") from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value, value]
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        value = [value[0], value[0]]
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in value)):
-        raise DataError(f"image size must be N or HxW with sides >= 8, got {value!r}")
-    return int(value[0]), int(value[1])
-
-
-def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
-    """Coerce ``value`` to the kind of ``default`` (the field's type), or raise naming the key."""
-    if key == "image_size":
-        try:
-            return parse_image_size(value)
-        except DataError as exc:
-            raise DataError(f"key 'image_size' in {source}: {exc}") from None
-    if key in CHOICES:
-        if value not in CHOICES[key]:
-            raise DataError(f"key '{key}' in {source} must be one of {', '.join(CHOICES[key])}, got {value!r}")
-        return value
-    if value is None and default is None:  # optional settings (margin: None = the loss's own)
-        return None
-    kind = type(default)
-    ok = False
-    if kind is bool:
-        ok = isinstance(value, bool)
-    elif kind is int:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif kind is float or default is None:  # None defaults are optional numbers (e.g. margin)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif kind is str:
-        ok = isinstance(value, str)
-    elif kind is dict:
-        ok = isinstance(value, dict)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        want = "a number" if kind is float or default is None else kind.__name__
-        raise DataError(f"key {key!r} in {source} must be {want}, got {value!r}")
-    return value

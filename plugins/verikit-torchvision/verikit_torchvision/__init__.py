@@ -44,20 +44,29 @@ def resolve_arch(arch: str | None) -> str:
 
 
 def read_sidecar(weights: str | None) -> dict[str, Any]:
-    """The ``detector.json`` that ``verikit detect train`` writes next to its weights, if any."""
-    import json
+    """The ``detector.json`` that ``verikit detect train`` writes next to its weights, if any,
+    validated by its declared schema (one-line PluginError naming the file and the field)."""
+    from typing import Annotated, Literal
 
-    from verikit.plugin_api import PluginError
+    from pydantic import Field
+
+    from verikit.plugin_api import FileSchema, PluginError, read_json
 
     if not weights or weights == "default":
         return {}
     path = Path(weights).with_name(SIDECAR)
     if not path.is_file():
         return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PluginError(f"cannot read '{path}': {' '.join(str(exc).split())}") from exc
+
+    class DetectorSidecar(FileSchema):
+        format: Literal["verikit-torchvision/1"]
+        arch: Literal[ARCHITECTURES]  # type: ignore[valid-type]
+        num_classes: Annotated[int, Field(ge=2, le=100_000)]
+        classes: list[str] = []
+        weights: str = ""
+        training: dict[str, Any] = {}  # summary: informational
+
+    return read_json(DetectorSidecar, path, error=PluginError, what="detector description").model_dump()
 
 
 def create(arch: str | None = None, *, weights: str | None = None, num_classes: int | None = None,
