@@ -16,6 +16,10 @@ sorted in place) and everything else is a binary search on the sorted arrays:
 
 Values equal the reference functions exactly (tests check it); peak extra memory is one copy of
 the scores plus ``8 * n_genuine`` bytes for the AUC count.
+
+Comparisons that could not be scored (:data:`~verikit.evaluate.metrics.UNSCORED`, ``-inf``: a
+failure to acquire) stay in the counts and are never accepted: no threshold is below the lowest
+real score, so the ROC ends at the rates reached by accepting every scored comparison.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import numpy as np
 
 from verikit.errors import DataError
 
-from .metrics import _fraction, _max_accepted, _scores
+from .metrics import UNSCORED, _fraction, _lowest_scored, _max_accepted, _scores
 
 __all__ = ["RocSummary", "roc_summary"]
 
@@ -61,6 +65,7 @@ class _Sorted:
         self.i.sort()
         self.dtype = dtype
         self.n_g, self.n_i = self.g.size, self.i.size
+        self.floor = _lowest_scored(self.g, self.i)  # thresholds never go below it (see the module docstring)
 
     def accepted(self, t: Any) -> tuple[Any, Any]:
         """Genuine and impostor counts ``>= t`` (``t``: scalar or array of values exact in the scores' dtype)."""
@@ -76,9 +81,9 @@ class _Sorted:
     def threshold_at(self, far: float) -> float:
         k = _max_accepted(self.n_i, far)
         if k >= self.n_i:
-            return float(self.i[0])
+            return max(float(self.i[0]), self.floor)
         kind = self.i.dtype.type
-        return float(np.nextafter(kind(self.i[self.n_i - k - 1]), kind(np.inf)))
+        return max(float(np.nextafter(kind(self.i[self.n_i - k - 1]), kind(np.inf))), self.floor)
 
 
 def _last_nonnegative(s: _Sorted, arr: np.ndarray) -> int:
@@ -102,6 +107,8 @@ def _eer(s: _Sorted) -> tuple[float, float]:
             cands.append(arr[k])
         if k + 1 < arr.size:
             cands.append(arr[k + 1])
+    # Accepting the unscored too is no operating point: the lowest threshold is the lowest real score.
+    cands = [v for v in cands if v != UNSCORED] or [s.dtype.type(s.floor)]
     lo_side = max((v for v in cands if s.gap(v) >= 0), default=None)
     hi_side = min((v for v in cands if s.gap(v) < 0), default=None)
     best = None
@@ -126,7 +133,7 @@ def _auc(s: _Sorted) -> float:
 def _curve(s: _Sorted, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     fmrs = np.geomspace(1.0 / s.n_i, 1.0, points)
     thresholds = np.unique([s.threshold_at(min(1.0, f)) for f in fmrs])[::-1]
-    thresholds = np.r_[np.inf, thresholds, min(float(s.g[0]), float(s.i[0]))]
+    thresholds = np.r_[np.inf, thresholds, s.floor]
     thresholds = np.unique(thresholds)[::-1]
     acc_g, acc_i = s.accepted(thresholds)
     return acc_i / s.n_i, acc_g / s.n_g, thresholds
@@ -140,7 +147,7 @@ def roc_summary(genuine: Any, impostor: Any, fars: Sequence[float] = (1e-1, 1e-2
     >>> r.eer, r.eer_threshold, r.tars, r.auc
     (0.25, 0.4, (1.0, 1.0), 0.9375)
     """
-    g, i = _scores(genuine, "genuine"), _scores(impostor, "impostor")
+    g, i = _scores(genuine, "genuine", unscored=True), _scores(impostor, "impostor", unscored=True)
     targets = [_fraction(f, "fars") for f in fars]
     if not targets:
         raise DataError("fars must not be empty")
