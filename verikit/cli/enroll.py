@@ -99,7 +99,7 @@ def enroll(
         if g is not None:
             g.close()
     for _, reason in report.failures:
-        warn(f"skipped {reason}")
+        warn(f"skipped: {reason}")
     result = {**report.to_dict(), "gallery": {"path": str(gallery), "identities": summary["identities"],
                                               "templates": summary["templates"]}}
     if fmt is OutputFormat.json:

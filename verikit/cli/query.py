@@ -161,7 +161,7 @@ def search(
                                       calibration=cal, pipeline=pipeline,
                                       faces=face_policy(multiple_faces, save_crops))
     for _, reason in failures:
-        warn(f"skipped {reason}")
+        warn(f"skipped: {reason}")
     if not results:
         raise ImageError(failures[0][1] if failures else "no probe images")
     if results[0].threshold is None:
