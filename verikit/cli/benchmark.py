@@ -77,11 +77,11 @@ CalibrationOpt = Annotated[Optional[Path], typer.Option(
          "holding calibration.json, or the file): does the calibrated threshold transfer to this protocol?")]
 
 
-def _text(*parts: Any) -> Any:
-    """Rich text from plain strings: user data (names, paths) is never read as markup."""
+def _text(text: str) -> Any:
+    """Rich text from a plain string: user data in it (names, paths) is never read as markup."""
     from rich.text import Text
 
-    return Text.assemble(*[str(p) if not isinstance(p, tuple) else p for p in parts])
+    return Text(text)
 
 
 def _table(result: dict[str, Any]) -> Any:

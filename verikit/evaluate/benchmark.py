@@ -210,15 +210,17 @@ def _skipped(embedded: Embedded, on_no_face: str, dropped_pairs: int) -> dict[st
 
 def _acquisition(embedder: FileEmbedding, embedded: Embedded, on_no_face: str, fta_pairs: dict[str, int] | None
                  ) -> dict[str, Any]:
-    """``acquisition``: failures to acquire (no face found), their rate, and how they were scored."""
+    """``acquisition``: failures to acquire (no face found), their rate, and how they were scored.
+    Without a detector nothing can fail to acquire, and the rate is ``None``, not 0."""
     from .metrics import wilson_interval
 
-    record = embedder.pipeline_record() or {}
+    detector = (embedder.pipeline_record() or {}).get("detector")
     readable = int(np.count_nonzero(embedded.ok | embedded.no_face))
     n_fta = int(np.count_nonzero(embedded.no_face))
-    return {"detector": record.get("detector"), "on_no_face": on_no_face, "scored_as": _SCORED_AS[on_no_face],
-            "files": readable, "no_face": n_fta, "fta_rate": n_fta / readable if readable else 0.0,
-            "fta_interval": list(wilson_interval(n_fta, readable)) if readable else None,
+    measured = detector is not None and readable > 0
+    return {"detector": detector, "on_no_face": on_no_face, "scored_as": _SCORED_AS[on_no_face],
+            "files": readable, "no_face": n_fta, "fta_rate": n_fta / readable if measured else None,
+            "fta_interval": list(wilson_interval(n_fta, readable)) if measured else None,
             "fallback": int(np.count_nonzero(embedded.fallback)),
             "pairs": fta_pairs,
             "no_face_files": sorted(str(p) for p in (embedded.no_face_reasons or {}))}

@@ -61,7 +61,7 @@ def _inputs_cell(r: dict[str, Any]) -> str:
     if sk.get("pairs"):
         parts.append(f"{sk['pairs']:,} pairs dropped")
     if acq.get("detector"):
-        parts.append(f"FTA {_pct(acq.get('fta_rate'))} ({acq.get('no_face', 0):,}, {acq.get('on_no_face')})")
+        parts.append(f"FTA {_pct(acq.get('fta_rate'))} ({acq.get('no_face', 0):,} images, {acq.get('on_no_face')})")
     return _e("; ".join(parts))
 
 

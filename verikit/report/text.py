@@ -31,7 +31,7 @@ def inputs_lines(result: dict[str, Any]) -> list[str]:
     lines.append(line)
     if acq.get("detector"):
         rate = (f"{100 * acq['fta_rate']:.2f}% {format_interval(acq.get('fta_interval'), 100, 2)}"
-                if acq.get("files") else "n/a")
+                if acq.get("fta_rate") is not None else "n/a")
         line = (f"failure to acquire (no face found): {acq['no_face']:,} of {acq['files']:,} image(s), "
                 f"FTA rate {rate}")
         if acq["no_face"]:
