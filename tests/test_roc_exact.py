@@ -77,3 +77,44 @@ def test_roc_summary_on_ten_thousand_scores_with_default_bins():
     s = summary_module.roc_summary(g, i, FARS)
     assert s.auc == auc(g, i) and (s.eer, s.eer_threshold) == eer(g, i)
     assert s.tars == tuple(tar_at_far(g, i, FARS).tolist())
+
+
+@pytest.mark.parametrize("bins", [4, None])
+@given(scores=score_sets(), seed=st.integers(0, 2**32 - 1), share=st.floats(0.0, 0.6))
+def test_roc_summary_never_accepts_an_unscored_comparison(bins, scores, seed, share):
+    """UNSCORED (-inf, a failure to acquire) stays in the counts, below every threshold: the
+    thresholds never go under the lowest real score, and every rate is a brute-force count."""
+    from verikit.evaluate.metrics import UNSCORED
+
+    g, i = (a.astype(np.float64) if a.dtype == np.float16 else a.copy() for a in scores)
+    rng = np.random.default_rng(seed)
+    g[rng.random(g.size) < share] = UNSCORED
+    i[rng.random(i.size) < share] = UNSCORED
+    real = np.r_[g[np.isfinite(g)], i[np.isfinite(i)]]
+    if not real.size:
+        with pytest.raises(Exception, match="no comparison could be scored"):
+            summary_module.roc_summary(g, i, FARS)
+        return
+    floor = real.min()
+    old = summary_module.BINS
+    summary_module.BINS = bins or old
+    try:
+        s = summary_module.roc_summary(g, i, FARS, points=40)
+    finally:
+        summary_module.BINS = old
+    g64, i64 = g.astype(np.float64), i.astype(np.float64)
+    for far, t, tar in zip(FARS, s.thresholds, s.tars):
+        assert t >= floor and np.isfinite(t)
+        assert tar == np.count_nonzero(g64 >= t) / g.size
+        assert np.count_nonzero(i64 >= t) <= far * i.size + 1e-9  # the FMR target holds
+        lower = real[real < t]
+        if far * i.size >= i.size:  # every impostor may be accepted: the lowest real impostor score (or floor)
+            assert t == max(float(i64.min()), floor)
+        elif lower.size:  # the next real score down would break the target
+            assert np.count_nonzero(i64 >= lower.max()) > far * i.size + 1e-9
+    assert s.eer_threshold >= floor
+    fmr, fnmr = np.count_nonzero(i64 >= s.eer_threshold) / i.size, np.count_nonzero(g64 < s.eer_threshold) / g.size
+    assert s.eer == (fmr + fnmr) / 2
+    above = (g64[:, None] > i64[None, :]).sum() + 0.5 * (g64[:, None] == i64[None, :]).sum()
+    assert s.auc == pytest.approx(above / (g.size * i.size), abs=1e-12)
+    assert np.all(s.curve_thresholds >= floor) and s.curve_fmr.max() <= np.count_nonzero(np.isfinite(i)) / i.size

@@ -15,6 +15,10 @@ class ImageError(VerikitError):
     """An input file is not a usable image (missing, corrupt, truncated, too large, not an image)."""
 
 
+class FaceNotFoundError(ImageError):
+    """A detector found no face in an image (a failure to acquire, in ISO/IEC 19795-1 terms)."""
+
+
 class DataError(VerikitError):
     """A dataset folder, pairs file or vector has the wrong shape or content."""
 

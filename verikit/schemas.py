@@ -286,9 +286,10 @@ def _sha256(value: str) -> str:
 Sha256 = Annotated[str, AfterValidator(_sha256)]
 
 
-def array(*, ndim: int, kind: str, finite: bool = True, dtype: Any = None) -> Any:
+def array(*, ndim: int, kind: str, finite: bool = True, neg_inf: bool = False, dtype: Any = None) -> Any:
     """A numpy array field: ``ndim`` dimensions, dtype kind in ``kind`` (``"f"`` float, ``"iu"``
-    integers, ``"U"`` text, ``"b"`` bool), all finite when ``finite``; cast to ``dtype`` when given."""
+    integers, ``"U"`` text, ``"b"`` bool), all finite when ``finite`` (``neg_inf``: except ``-inf``,
+    the mark of a score that could not be computed); cast to ``dtype`` when given."""
     import numpy as np
 
     names = {"f": "floats", "i": "integers", "u": "integers", "U": "text", "b": "booleans"}
@@ -304,7 +305,10 @@ def array(*, ndim: int, kind: str, finite: bool = True, dtype: Any = None) -> An
         if value.dtype.kind not in kind and not (value.size == 0 and kind != "U"):
             raise ValueError(f"must hold {want}, not dtype {value.dtype}")
         if finite and value.dtype.kind == "f" and not np.isfinite(value).all():
-            raise ValueError("must hold finite numbers only (it has NaN or infinity)")
+            if not neg_inf:
+                raise ValueError("must hold finite numbers only (it has NaN or infinity)")
+            if not (np.isfinite(value) | np.isneginf(value)).all():
+                raise ValueError("must hold finite numbers or -inf (unscored) only (it has NaN or +infinity)")
         return value if dtype is None else value.astype(dtype, copy=False)
 
     return Annotated[Any, BeforeValidator(check)]

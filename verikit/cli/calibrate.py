@@ -1,4 +1,11 @@
-"""``verikit calibrate``: the threshold at a target false-match rate, saved next to the model."""
+"""``verikit calibrate``: the threshold at a target false-match rate, saved next to the model.
+
+Exit status follows the rule every batch command shares (README): 4 when an image that was to
+be used could not be (unreadable, or no face found through ``--detector``), after saving the
+calibration from the rest; files that are not images, or images outside an identity folder, are
+not inputs: they are counted and named, but change nothing. The calibration records the skipped
+images with their reasons, and the table says how many next to the rates.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import BatchOpt, DeviceOpt, FormatOpt, OutputFormat, QuietOpt, emit, progress_bar, warn
+from .common import (EXIT_PARTIAL, BatchOpt, DeviceOpt, FormatOpt, OutputFormat, QuietOpt, emit, progress_bar,
+                     warn, warn_skipped)
 from .pipeline_options import (BackgroundOpt, CropMarginOpt, DetectorOpt, DetectorOptionOpt, SegmenterOpt,
                                SegmenterOptionOpt, requested_pipeline)
 
@@ -63,11 +71,14 @@ def calibrate(
     embed = FileEmbedder(net, pipeline, batch_size).embed
 
     scan = scan_identity_folders(data_dir)
+    if scan.skipped:
+        warn(f"{len(scan.skipped)} file(s) under '{data_dir}' not used (not an image, or not in an identity "
+             f"folder), e.g. '{scan.skipped[0]}'")
     label_of = {p: n for n, p in scan.items}
     with progress_bar(f"embedding {len(scan.items)} image(s)", len(scan.items), quiet) as advance:
         out = embed([p for _, p in scan.items], advance)
     for _, reason in out.failures:
-        warn(f"skipped {reason}")
+        warn_skipped(reason)
     cohort_obj = None
     if (norm is None) != (cohort is None):
         raise typer.BadParameter("--norm and --cohort go together")
@@ -95,17 +106,34 @@ def calibrate(
                  f"{sorted(overlap)[0]!r}): normalisation assumes they are different people")
         cohort_obj = Cohort(cohort_vectors, norm, min(top_k, len(cohort_vectors)) if norm == "as" else None,
                             net.fingerprint)
+    no_face = set(getattr(out, "no_face", ()))
+    skipped = [{"path": str(p), "reason": r} for p, r in out.failures]
     cal = calibrate_embeddings(net, out.embeddings, [label_of[p] for p in out.paths], target_fmr, cohort=cohort_obj,
                                data={"path": str(data_dir), "identities": len(scan.identities),
                                      "images": len(out.paths),
-                                     "pipeline": FileEmbedder(net, pipeline).pipeline_record()})
+                                     "pipeline": FileEmbedder(net, pipeline).pipeline_record(),
+                                     "skipped": skipped, "skipped_no_face": len(no_face),
+                                     "not_used": len(scan.skipped)})
     cal.save(model)
     supported = min_supported_fmr(cal.n_impostor)
     if target_fmr < supported:
         warn(f"{cal.n_impostor} impostor pairs cannot support FMR {target_fmr:g} (need FMR >= {supported:.2g} "
              "for ~30 errors); the threshold is an extrapolation: add identities to the validation set")
     d = {k: v for k, v in cal.to_dict().items() if k != "impostor_tail"}
-    emit(d, fmt, (f"threshold {cal.threshold:.4f} at target FMR {target_fmr:g}: measured FMR {cal.measured_fmr:.4g} "
-                  f"[{cal.fmr_interval[0]:.3g}, {cal.fmr_interval[1]:.3g}], FNMR {cal.measured_fnmr:.4g} "
-                  f"[{cal.fnmr_interval[0]:.3g}, {cal.fnmr_interval[1]:.3g}] from {cal.n_genuine} genuine / "
-                  f"{cal.n_impostor} impostor pairs\nsaved {Path(model) / 'calibration.json'}"))
+    inputs = f"images: {len(out.paths)} of {len(scan.items)} used"
+    if skipped:
+        inputs += (f"; {len(skipped)} skipped ({len(no_face)} no face found, {len(skipped) - len(no_face)} "
+                   "unreadable): the rates leave them out")
+    emit(d, fmt, _text(f"threshold {cal.threshold:.4f} at target FMR {target_fmr:g}: measured FMR {cal.measured_fmr:.4g} "
+                       f"[{cal.fmr_interval[0]:.3g}, {cal.fmr_interval[1]:.3g}], FNMR {cal.measured_fnmr:.4g} "
+                       f"[{cal.fnmr_interval[0]:.3g}, {cal.fnmr_interval[1]:.3g}] from {cal.n_genuine} genuine / "
+                       f"{cal.n_impostor} impostor pairs\n{inputs}\nsaved {Path(model) / 'calibration.json'}"))
+    if skipped:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _text(text: str):
+    """Plain text for the table format: paths in it are data, never rich markup."""
+    from rich.text import Text
+
+    return Text(text)

@@ -63,7 +63,7 @@ def fit(
         clf, report = fit_folder(net, data_dir, kernel=kernel.value, C=c, test_fraction=test_fraction, seed=seed,
                                  batch_size=batch_size, progress=advance)
     for failure in report.failures:
-        warn(f"skipped {failure}")
+        warn(f"skipped: {failure}")
     path = clf.save(out or Path(model) / CLASSIFIER_FILE)
     data = {**report.to_dict(), "classifier": str(path)}
 
@@ -102,7 +102,7 @@ def predict(
     clf = SvmClassifier.load(classifier or Path(model) / CLASSIFIER_FILE, fingerprint=net.fingerprint)
     out = embed_files(net, images, batch_size=batch_size, num_workers=0 if len(images) < 256 else None)
     for _, reason in out.failures:
-        warn(f"skipped {reason}")
+        warn(f"skipped: {reason}")
     if not out.paths:
         raise ImageError(out.failures[0][1] if out.failures else "no images")
     names, scores = clf.predict(out.embeddings)

@@ -87,7 +87,7 @@ def enroll(
             result = service.enroll(todo, progress=advance, faces=face_policy(multiple_faces, save_crops))
     report, summary = result.report, result.gallery
     for _, reason in report.failures:
-        warn(f"skipped {reason}")
+        warn(f"skipped: {reason}")
     result = result.to_dict()
     if fmt is OutputFormat.json:
         emit(result, fmt)

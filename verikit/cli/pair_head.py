@@ -47,7 +47,7 @@ def train(
     with progress_bar(f"embedding {total} image(s)", total, quiet) as advance:
         saved, report = fit_pair_head(net, data_dir, cfg, progress=advance)
     for failure in report["failures"]:
-        warn(f"skipped {failure}")
+        warn(f"skipped: {failure}")
     path = saved.save(model)
     data = {k: v for k, v in report.items() if k != "loss_history"} | {"saved": str(path)}
     if report["threshold"] is None:

@@ -116,7 +116,7 @@ def search(
         results, failures = service.search([str(p) for p in images], top_k=top_k,
                                            faces=face_policy(multiple_faces, save_crops))
     for _, reason in failures:
-        warn(f"skipped {reason}")
+        warn(f"skipped: {reason}")
     if not results:
         raise ImageError(failures[0][1] if failures else "no probe images")
     if fmt is OutputFormat.json:

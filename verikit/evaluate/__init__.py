@@ -9,8 +9,11 @@ Submodules (imported on demand, so importing this package stays cheap):
 * :mod:`verikit.evaluate.streaming` -- histogram ROC for score sets larger than memory, with bounds.
 * :mod:`verikit.evaluate.bootstrap` -- bootstrap over subjects; paired test between two runs.
 * :mod:`verikit.evaluate.protocols` -- pairs CSV, LFW pairs.txt, folder all-pairs, identification CSVs.
-* :mod:`verikit.evaluate.evaluation` -- the verification section of a benchmark result.
-* :mod:`verikit.evaluate.embedding_cache` -- embeddings cached per model fingerprint and file.
+* :mod:`verikit.evaluate.evaluation` -- the verification section of a benchmark result (which
+  intervals the data supports; rates at fixed thresholds).
+* :mod:`verikit.evaluate.identification` -- the identification section (failures to acquire as misses).
+* :mod:`verikit.evaluate.embedding_cache` -- embeddings cached per model fingerprint and file, written
+  in atomic parts so an interrupted run resumes.
 * :mod:`verikit.evaluate.benchmark` -- a protocol through a file embedder that the caller supplies
   (so evaluation never imports the pipeline that builds it).
 * :mod:`verikit.evaluate.oneshot` -- N-way one-shot runs (Lake's Omniglot layout).

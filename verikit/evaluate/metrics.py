@@ -8,7 +8,10 @@ Conventions (shared by every function here):
 * ``FNMR(t)`` = fraction of genuine scores ``< t``; ``TMR(t)`` = ``TAR(t)`` = ``1 - FNMR(t)``.
 
 Score arrays must be non-empty, 1-D and finite; anything else raises
-:class:`verikit.errors.DataError`. ``float16``/``float32``/``float64`` inputs keep their dtype
+:class:`verikit.errors.DataError`. The one exception is :data:`UNSCORED` (``-inf``), which the
+evaluation summaries (:mod:`~verikit.evaluate.summary`, :mod:`~verikit.evaluate.bootstrap`) accept:
+it stands for a comparison that was attempted but could not be scored (a failure to acquire,
+ISO/IEC 19795-1) and is below every threshold, so it is never a match. ``float16``/``float32``/``float64`` inputs keep their dtype
 (so thresholds computed from ``float32`` scores are exact ``float32`` values that compare the same
 way whether the scores are later held as ``float32`` or ``float64``); other real dtypes are
 converted to ``float64``. All comparisons against a threshold are carried out in ``float64``.
@@ -46,7 +49,13 @@ __all__ = [
     "wilson_interval",
     "clopper_pearson_interval",
     "min_supported_fmr",
+    "UNSCORED",
 ]
+
+#: The score of a comparison that could not be made (no face found in one of its images): lower
+#: than every threshold, so a genuine one is a false non-match and an impostor one a correct
+#: rejection. Only the summaries that say so accept it.
+UNSCORED = -math.inf
 
 _KEEP_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
@@ -66,16 +75,32 @@ def _as_array(x: Any, name: str) -> np.ndarray:
     return a
 
 
-def _scores(x: Any, name: str) -> np.ndarray:
-    """Validate a 1-D, non-empty, finite array of real scores."""
+def _scores(x: Any, name: str, *, unscored: bool = False) -> np.ndarray:
+    """Validate a 1-D, non-empty, finite array of real scores (``unscored``: ``-inf`` allowed too)."""
     a = _as_array(x, name)
     if a.ndim != 1:
         raise DataError(f"{name} must be a 1-D array of scores, got shape {a.shape}")
     if a.size == 0:
         raise DataError(f"{name} is empty")
-    if not np.isfinite(a).all():
+    finite = np.isfinite(a)
+    if not finite.all() and not (unscored and (finite | (a == UNSCORED)).all()):
         raise DataError(f"{name} contains NaN or infinite values")
     return a
+
+
+def _lowest_scored(*sorted_arrays: np.ndarray) -> float:
+    """The lowest score that is not :data:`UNSCORED` in ascending arrays (DataError if there is none).
+
+    A threshold at or below it accepts every scored comparison and no unscored one, so thresholds
+    are raised to it: the counts stay the same and no threshold is ``-inf``."""
+    lows = []
+    for a in sorted_arrays:
+        k = int(np.searchsorted(a, UNSCORED, side="right"))
+        if k < a.size:
+            lows.append(float(a[k]))
+    if not lows:
+        raise DataError("no comparison could be scored (every one involves a failure to acquire)")
+    return min(lows)
 
 
 def _matrix(x: Any, name: str) -> np.ndarray:

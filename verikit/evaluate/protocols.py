@@ -13,8 +13,11 @@ scores nothing. Four sources:
 
 A pair protocol is held as index arrays into one tuple of unique files (10M pairs stay arrays,
 not Python objects). Every pair also knows its two **subjects** (identities) so that intervals
-can be bootstrapped over subjects: LFW and folder protocols know them; for a pairs CSV the
-subject of a file is its folder relative to ``root`` (the folder-per-identity convention).
+can be bootstrapped over subjects: LFW and folder protocols know them; a pairs CSV names them
+in two optional columns (``subject_a,subject_b``), or else the subject of a file is its folder
+relative to ``root`` (the folder-per-identity convention). When those folders contradict the
+labels (a genuine pair across two folders, an impostor pair inside one), the subjects are
+unknown: ``info["subject_note"]`` says why, and the evaluation falls back to pair-level intervals.
 
 A malformed file raises :class:`~verikit.errors.DataError` naming the file and line.
 """
@@ -146,13 +149,21 @@ class _Files:
         self.index: dict[Path, int] = {}
         self.subject_index: dict[str, int] = {}
         self.subject_of: list[int] = []
+        self.names: list[str] = []
 
     def add(self, path: Path, subject: str) -> int:
+        """The file's index; a file seen before keeps the subject it was first given."""
         i = self.index.get(path)
         if i is None:
             i = self.index[path] = len(self.index)
-            self.subject_of.append(self.subject_index.setdefault(subject, len(self.subject_index)))
+            if subject not in self.subject_index:
+                self.subject_index[subject] = len(self.subject_index)
+                self.names.append(subject)
+            self.subject_of.append(self.subject_index[subject])
         return i
+
+    def subject(self, i: int) -> str:
+        return self.names[self.subject_of[i]]
 
     def protocol(self, a: list[int], b: list[int], genuine: list[bool], info: dict, fold=None, lines=None
                  ) -> PairsProtocol:
@@ -210,13 +221,17 @@ def _csv_rows(path: Path, what: str) -> list[tuple[int, list[str]]]:
 
 def read_pairs_csv(path: str | os.PathLike, root: str | os.PathLike | None = None, *,
                    check_files: bool = True) -> PairsProtocol:
-    """Parse a ``path_a,path_b,label`` CSV into a :class:`PairsProtocol`.
+    """Parse a ``path_a,path_b,label[,subject_a,subject_b]`` CSV into a :class:`PairsProtocol`.
 
     A first row is a header when its label column holds a word that is not a label (``label``,
     ``is_same``) and, with ``check_files``, neither of its paths is an existing file; any other
     row whose label is not a label word is an error naming the file and line (a first row
-    ``a,b,2`` is a bad label, not a header). Blank lines and ``#`` comments are skipped. Relative paths are joined to ``root`` (default: the CSV's folder). With
-    ``check_files`` every image must exist.
+    ``a,b,2`` is a bad label, not a header). Blank lines and ``#`` comments are skipped. Relative
+    paths are joined to ``root`` (default: the CSV's folder). With ``check_files`` every image
+    must exist. The two optional columns name each file's subject (person); they must agree with
+    the labels and give a file one subject only. Without them a file's subject is its folder,
+    unless the folders contradict the labels (then ``subject_note`` in ``info`` says the subjects
+    are unknown).
     """
     source = Path(path)
     base = Path(root) if root is not None else source.parent
@@ -225,32 +240,57 @@ def read_pairs_csv(path: str | os.PathLike, root: str | os.PathLike | None = Non
     b: list[int] = []
     genuine: list[bool] = []
     lines: list[int] = []
+    named: bool | None = None  # whether rows carry subject columns (all or none)
+    note: str | None = None
     rows = _csv_rows(source, "pairs file")
     for k, (number, fields) in enumerate(rows):
-        if len(fields) != 3:
-            raise DataError(f"{source}:{number}: expected 3 fields 'path_a,path_b,label', found {len(fields)}")
+        if len(fields) not in (3, 5):
+            raise DataError(f"{source}:{number}: expected 3 fields 'path_a,path_b,label' or 5 "
+                            f"'path_a,path_b,label,subject_a,subject_b', found {len(fields)}")
         label = parse_label(fields[2])
         if label is None:
             if k == 0 and _is_header(fields, base, check_files):
                 continue
             raise DataError(f"{source}:{number}: label '{fields[2]}' is not one of 1/0, true/false, "
                             "same/different, yes/no")
-        pair = []
-        for text in fields[:2]:
+        if named is None:
+            named = len(fields) == 5
+        elif named != (len(fields) == 5):
+            raise DataError(f"{source}:{number}: {len(fields)} fields, but earlier rows have "
+                            f"{5 if named else 3}: give subject_a,subject_b on every row or on none")
+        pair, subjects = [], []
+        for text, subject in zip(fields[:2], fields[3:5] if named else (None, None)):
             if not text:
                 raise DataError(f"{source}:{number}: empty path")
+            if named and not subject:
+                raise DataError(f"{source}:{number}: empty subject")
             p = base / text
             if check_files:
                 _check_exists(p, source, number)
-            pair.append(files.add(p, _subject_of_path(p, base)))
+            subject = subject if named else _subject_of_path(p, base)
+            i = files.add(p, subject)
+            if files.subject(i) != subject:
+                if named:
+                    raise DataError(f"{source}:{number}: '{text}' is subject '{subject}' here but "
+                                    f"'{files.subject(i)}' on an earlier line")
+            pair.append(i)
+            subjects.append(files.subject(i))
+        if (subjects[0] == subjects[1]) != label:
+            what = (f"a genuine pair of two subjects ('{subjects[0]}', '{subjects[1]}')" if label
+                    else f"an impostor pair inside one subject ('{subjects[0]}')")
+            if named:
+                raise DataError(f"{source}:{number}: {what}; the label and the subject columns disagree")
+            note = note or (f"the folders do not follow the labels ({source.name}:{number} is {what}), so the "
+                            "subjects are unknown; name them in columns subject_a,subject_b")
         a.append(pair[0])
         b.append(pair[1])
         genuine.append(label)
         lines.append(number)
     if not a:
         raise DataError(f"pairs file '{source}' has no pairs")
-    return files.protocol(a, b, genuine, {"kind": "pairs-csv", "source": str(source), "root": str(base)},
-                          lines=lines)
+    info = {"kind": "pairs-csv", "source": str(source), "root": str(base),
+            "subject_source": "columns" if named else "folders", "subject_note": note}
+    return files.protocol(a, b, genuine, info, lines=lines)
 
 
 def is_header_word(text: str) -> bool:
@@ -330,7 +370,7 @@ def read_lfw_pairs(path: str | os.PathLike, root: str | os.PathLike, *, check_fi
         fold.append(k // (2 * per))
         lines.append(number)
     info = {"kind": "lfw", "source": str(source), "root": str(base), "view": 1 if len(counts) == 1 else 2,
-            "folds": n_folds, "pairs_per_fold": 2 * per}
+            "folds": n_folds, "pairs_per_fold": 2 * per, "subject_source": "names", "subject_note": None}
     return files.protocol(a, b, genuine, info, fold=fold if n_folds > 1 else None, lines=lines)
 
 
@@ -397,7 +437,8 @@ def folder_pairs(root: str | os.PathLike, *, max_impostors: int | None = None, s
     genuine = np.r_[np.ones(ga.size, bool), np.zeros(ia.size, bool)]
     info = {"kind": "folder", "source": str(root), "impostors_available": n_imp, "sampled": bool(sampled),
             "max_impostors": max_impostors, "seed": seed if sampled else None,
-            "skipped_files": [str(p) for p in scan.skipped]}
+            "skipped_files": [str(p) for p in scan.skipped], "subject_source": "identity folders",
+            "subject_note": None}
     return PairsProtocol(tuple(files.index), a, b, genuine, tuple(files.subject_index), subj, info)
 
 

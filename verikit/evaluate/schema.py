@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from ..schemas import FileSchema, Sha256, array
 
-Scores = array(ndim=1, kind="f")
+Scores = array(ndim=1, kind="f", neg_inf=True)  # -inf: UNSCORED (a failure to acquire, never a match)
 Codes = array(ndim=1, kind="iu")
 Names = array(ndim=1, kind="U")
 
@@ -49,11 +49,14 @@ class ScoresFile(FileSchema):
 
 
 class EmbeddingCacheFile(FileSchema):
-    """The embedding cache: one row of ``embeddings`` per ``keys`` entry (``path|size|mtime_ns``)."""
+    """The embedding cache (a main file or one part of it): one row of ``embeddings`` per ``keys`` entry
+    (``path|size|mtime_ns``, or ``...|MODE`` for a no-face fallback's embedding), and ``no_face`` keys."""
 
     fingerprint: Annotated[str, Field(min_length=1, max_length=200)]
     keys: Names  # type: ignore[valid-type]
     embeddings: array(ndim=2, kind="f", dtype=np.float32)  # type: ignore[valid-type]
+    #: files in which the detector found no face (a failure to acquire, remembered like an embedding)
+    no_face: Names = Field(default_factory=lambda: np.zeros(0, dtype=str))  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _aligned(self) -> "EmbeddingCacheFile":

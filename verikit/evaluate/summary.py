@@ -23,6 +23,12 @@ Values equal the reference functions exactly (tests check it against scikit-lear
 :mod:`~verikit.evaluate.metrics` on random, tied and real scores). Work is a handful of linear
 passes in chunks (bounded temporaries); peak extra memory is the two histograms (32 MB) plus
 the extracted scores. ``benchmarks/bench_roc.py`` measures it against scikit-learn.
+
+Comparisons that could not be scored (:data:`~verikit.evaluate.metrics.UNSCORED`, ``-inf``: a
+failure to acquire) stay in the counts and are never accepted: no threshold is below the lowest
+real score, so the ROC ends at the rates reached by accepting every scored comparison. They are
+binned as the float just below that score (one value below every real one, tied with each other,
+as ``-inf`` is), which keeps every count above exact.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import numpy as np
 
 from verikit.errors import DataError
 
-from .metrics import _fraction, _max_accepted, _scores
+from .metrics import UNSCORED, _fraction, _max_accepted, _scores
 
 __all__ = ["RocSummary", "roc_summary"]
 
@@ -98,6 +104,14 @@ class _Binned:
         self.dtype = genuine.dtype if genuine.dtype == impostor.dtype else np.dtype(np.float64)
         g = np.asarray(genuine, dtype=self.dtype)
         i = np.asarray(impostor, dtype=self.dtype)
+        kind = self.dtype.type
+        lows = [float(a.min(initial=np.inf, where=a != UNSCORED)) for a in (g, i)]
+        if min(lows) == np.inf:
+            raise DataError("no comparison could be scored (every one involves a failure to acquire)")
+        #: the lowest real score: thresholds never go below it (see the module docstring)
+        self.floor = min(lows)
+        stand_in = np.nextafter(kind(self.floor), kind(-np.inf))
+        g, i = (np.where(a == UNSCORED, stand_in, a) if np.isneginf(a).any() else a for a in (g, i))
         # Bins are computed in float32 whatever the scores' dtype: rounding a float64 to float32 is
         # monotone too, so the order of bins still follows the order of scores (equal float32 values
         # just share a bin), at half the memory traffic. float64 arithmetic only when float32 cannot
@@ -181,7 +195,7 @@ class _Binned:
         out = np.nextafter(scores.astype(self.dtype), kind(np.inf)).astype(np.float64)
         if (ranks < 0).any():  # every impostor accepted: the lowest impostor score
             out[ranks < 0] = float(self.i.scores.min())
-        return out
+        return np.maximum(out, self.floor)  # an unscored impostor's stand-in is never a threshold
 
     # -- EER ---------------------------------------------------------------------------------------
     def plan_eer(self) -> None:
@@ -209,12 +223,19 @@ class _Binned:
         in_bins = [c.kept[(c.kept_bins >= self._eer_bins[0]) & (c.kept_bins <= self._eer_bins[-1])]
                    for c in (self.g, self.i)]
         values = np.unique(np.concatenate(in_bins))
+        # Accepting the unscored too is no operating point: the lowest threshold is the lowest real score.
+        values = values[values >= self.floor]
+        if not values.size:
+            values = np.array([self.floor], dtype=self.dtype)
         acc_g, acc_i = self.accepted(values)
         a = acc_i.astype(np.int64) * self.n_g
         b = (self.n_g - acc_g).astype(np.int64) * self.n_i
         gap = a - b  # strictly decreasing over the distinct values
         nonneg = np.flatnonzero(gap >= 0)
-        sides = [nonneg[-1]] + ([nonneg[-1] + 1] if nonneg[-1] + 1 < values.size else [])
+        if not nonneg.size:  # FMR < FNMR already at the lowest real score
+            sides = [0]
+        else:
+            sides = [nonneg[-1]] + ([nonneg[-1] + 1] if nonneg[-1] + 1 < values.size else [])
         best = None
         for j in sides:  # ascending: the later (higher threshold) wins ties, as metrics.eer does
             key = (abs(int(a[j]) - int(b[j])), int(a[j]) + int(b[j]))
@@ -248,12 +269,11 @@ class _Binned:
         lowest = min(int(np.searchsorted(self.g.upto, 0, side="right")),
                      int(np.searchsorted(self.i.upto, 0, side="right")))
         self.want[lowest] = True  # the lowest score: the curve's last point
+        self.want[self.bin(np.array([self.floor]))] = True  # the lowest real score, when unscored ones lie below
 
     def curve(self, points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         thresholds = self.thresholds_at(self.curve_fmrs(points))
-        lowest = min(float(self.g.kept[0]) if self.g.kept.size else np.inf,
-                     float(self.i.kept[0]) if self.i.kept.size else np.inf)
-        thresholds = np.unique(np.r_[np.inf, thresholds, lowest])[::-1]
+        thresholds = np.unique(np.r_[np.inf, thresholds, self.floor])[::-1]
         acc_g, acc_i = self.accepted(thresholds)
         return acc_i / self.n_i, acc_g / self.n_g, thresholds
 
@@ -266,7 +286,7 @@ def roc_summary(genuine: Any, impostor: Any, fars: Sequence[float] = (1e-1, 1e-2
     >>> r.eer, r.eer_threshold, r.tars, r.auc
     (0.25, 0.4, (1.0, 1.0), 0.9375)
     """
-    g, i = _scores(genuine, "genuine"), _scores(impostor, "impostor")
+    g, i = _scores(genuine, "genuine", unscored=True), _scores(impostor, "impostor", unscored=True)
     targets = [_fraction(f, "fars") for f in fars]
     if not targets:
         raise DataError("fars must not be empty")

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..errors import DataError, ImageError
+from ..errors import DataError, FaceNotFoundError, ImageError
 from ..image_input import as_source, check_sequence, input_name, to_image
 from ..structures import Detections
 from .alignment import face_chip, ibug68_points
@@ -81,7 +81,7 @@ def choose_faces(dets: Detections, policy: str, source: str) -> list[int]:
     """Indices of the faces to embed, or ImageError naming the file (no face / several with 'error')."""
     n = len(dets)
     if n == 0:
-        raise ImageError(f"no face found in '{source}'")
+        raise FaceNotFoundError(f"no face found in '{source}'")
     if n == 1 or policy == "all":
         return list(range(n))
     if policy == "error":

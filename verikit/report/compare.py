@@ -3,6 +3,9 @@ with a bootstrap over subjects that draws the same subjects for both runs.
 
 Two runs are comparable only when they scored the same comparisons (equal protocol digests)
 and both kept their scores; otherwise the comparison is listed with the reason it was skipped.
+With subjects too few or unknown for a subject bootstrap (the rule of
+:func:`verikit.evaluate.evaluation.bootstrap_unit`), the paired draw is over comparisons instead,
+and the entry's ``unit`` says so.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from verikit.evaluate.bootstrap import WeightedScores, paired_bootstrap
+from verikit.evaluate.evaluation import bootstrap_unit
 
 from .results import Run
 
@@ -36,8 +40,17 @@ def compare_runs(runs: Sequence[Run], far: float, *, n_boot: int = 1000, seed: i
         elif base.result["verification"] is None or run.result["verification"] is None:
             entry["skipped"] = "no verification results"
         else:
-            test = paired_bootstrap(_weighted(run), _weighted(base), far, n_boot=n_boot, seed=seed)
+            v = base.result["verification"]
+            unit, reason = bootstrap_unit(int(v["n_subjects"]), v.get("subjects_note"))
+            if unit == "pair" and (run.scores.genuine.size, run.scores.impostor.size) != \
+                    (base.scores.genuine.size, base.scores.impostor.size):
+                entry["skipped"] = (f"{reason}, and a pair-level paired test needs the same comparisons in both "
+                                    "runs (they dropped different pairs)")
+                out.append(entry)
+                continue
+            test = paired_bootstrap(_weighted(run), _weighted(base), far, n_boot=n_boot, seed=seed, unit=unit)
             entry.update(test.to_dict())
+            entry["unit_reason"] = reason
             entry["skipped"] = None
         out.append(entry)
     return out

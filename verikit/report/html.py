@@ -1,6 +1,8 @@
 """The report page: one self-contained HTML file (inline CSS, figures as base64 PNG, no script,
 no external asset). Every value from a result is escaped. A rate the impostor count cannot
-support is shown as a dash with the reason, never as a measured number."""
+support is shown as a dash with the reason, never as a measured number; every run says, next to
+its rates, how many inputs were skipped or failed to acquire and how they were counted
+(:mod:`verikit.report.text`), and which kind of interval it shows."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import base64
 import html
 import math
 from typing import Any, Mapping, Sequence
+
+from .text import inputs_lines, operating_point_line
 
 __all__ = ["render_page"]
 
@@ -50,6 +54,25 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]], row_class: Sequen
     return "".join(out)
 
 
+def _inputs_cell(r: dict[str, Any]) -> str:
+    """Skipped inputs and failures to acquire, in a few words for the summary table."""
+    sk, acq = r.get("skipped") or {}, r.get("acquisition") or {}
+    parts = [f"{len(sk.get('files') or []):,} skipped"]
+    if sk.get("pairs"):
+        parts.append(f"{sk['pairs']:,} pairs dropped")
+    if acq.get("detector"):
+        parts.append(f"FTA {_pct(acq.get('fta_rate'))} ({acq.get('no_face', 0):,} images, {acq.get('on_no_face')})")
+    return _e("; ".join(parts))
+
+
+def _subjects(v: dict[str, Any]) -> str:
+    return "unknown" if v.get("subjects_note") else _e(v["n_subjects"])
+
+
+def _unit(v: dict[str, Any]) -> str:
+    return (v.get("bootstrap") or {}).get("unit", "subject")
+
+
 def _summary(runs: Sequence[dict[str, Any]]) -> str:
     rows = []
     for r in runs:
@@ -57,13 +80,19 @@ def _summary(runs: Sequence[dict[str, Any]]) -> str:
         folds = r.get("folds")
         rows.append([_e(r["name"]), f"<code>{_e(r['model']['fingerprint'][:12])}</code>", _e(p.get("kind", "?")),
                      _e(f"{v['n_genuine']:,} / {v['n_impostor']:,}") if v else "n/a",
-                     _e(v["n_subjects"]) if v else "n/a",
+                     _subjects(v) if v else "n/a",
+                     _inputs_cell(r),
                      f"{v['auc']:.4f}" if v else "n/a",
-                     (f"{_pct(v['eer']['value'])} {_ci(v['eer']['bootstrap_ci'])}") if v else "n/a",
+                     (f"{_pct(v['eer']['value'])} {_ci(v['eer']['bootstrap_ci'])}"
+                      + (f" ({_e(_unit(v))} bootstrap)" if v['eer']['bootstrap_ci'] else "")) if v else "n/a",
                      (f"{_pct(folds['mean'])} &plusmn; {_pct(folds['std_error'])}") if folds else "&ndash;",
                      _e((r.get("normalization") or {}).get("method", "none"))])
-    return _table(["run", "model", "protocol", "genuine / impostor pairs", "subjects", "AUC", "EER [bootstrap 95%]",
-                   "k-fold accuracy ± SE", "score norm"], rows)
+    return _table(["run", "model", "protocol", "genuine / impostor pairs", "subjects", "inputs", "AUC",
+                   "EER [95%]", "k-fold accuracy ± SE", "score norm"], rows)
+
+
+def _notes(lines: Sequence[str]) -> str:
+    return "".join(f"<p class='note'>{_e(line)}</p>" for line in lines)
 
 
 def _tar_table(run: dict[str, Any]) -> str:
@@ -80,10 +109,21 @@ def _tar_table(run: dict[str, Any]) -> str:
         rows.append(cells)
         classes.append("" if t["supported"] else "unsupported")
     head = ["FAR", "threshold", "TAR", "Wilson 95%", "subject bootstrap 95%", "measured FAR", "supported"]
-    return (f"<h3>{_e(run['name'])}</h3>" + _table(head, rows, classes) +
-            f"<p class='note'>{v['n_impostor']:,} impostor pairs support FAR &ge; {v['min_supported_far']:.2g} "
-            f"(rule of 30). TAR intervals: Wilson (pairs as independent) and a percentile bootstrap over "
-            f"{v['n_subjects']} subjects ({(v.get('bootstrap') or {}).get('n_boot', 0)} replicates).</p>")
+    boot = v.get("bootstrap") or {}
+    intervals = v.get("interval_note") or "TAR intervals: Wilson (pairs as independent) and a subject bootstrap."
+    if boot:
+        intervals += f" Bootstrap: {boot.get('n_boot', 0)} replicates over {_unit(v)}s, seed {boot.get('seed')}."
+    unscored = v.get("unscored") or {}
+    out = (f"<h3>{_e(run['name'])}</h3>" + _notes(inputs_lines(run)) + _table(head, rows, classes) +
+           f"<p class='note'>{v['n_impostor']:,} impostor pairs support FAR &ge; {v['min_supported_far']:.2g} "
+           f"(rule of 30)." + (f" {unscored['genuine']:,} genuine and {unscored['impostor']:,} impostor pairs "
+                                "could not be scored (no face) and count as non-matches."
+                                if unscored.get("genuine") or unscored.get("impostor") else "") + "</p>"
+           + _notes([intervals]))
+    points = v.get("at_threshold") or []
+    if points:
+        out += "<h3>At fixed thresholds</h3>" + _notes([operating_point_line(p) for p in points])
+    return out
 
 
 def _folds(run: dict[str, Any]) -> str:
@@ -96,7 +136,7 @@ def _folds(run: dict[str, Any]) -> str:
 
 def _identification(run: dict[str, Any]) -> str:
     i = run["identification"]
-    parts = [f"<h3>{_e(run['name'])}</h3><p>{i['n_gallery_identities']} gallery identities "
+    parts = [f"<h3>{_e(run['name'])}</h3>", _notes(inputs_lines(run)), f"<p>{i['n_gallery_identities']} gallery identities "
              f"({i['n_gallery_templates']} templates), {i['n_mated']} mated and {i['n_non_mated']} non-mated probes."]
     if "rank1" in i:
         parts.append(f" Rank-1: {_pct(i['rank1'])} {_ci(i['rank1_interval'])} (Wilson 95%).")
@@ -118,7 +158,10 @@ def _comparisons(comps: Sequence[dict[str, Any]]) -> str:
                          "&ndash;", _e(c["skipped"])])
         else:
             rows.append([_e(f"{c['a']} vs {c['b']}"), f"{c['far']:g}", _pct(c["tar_a"]), _pct(c["tar_b"]),
-                         f"{100 * c['difference']:+.2f} pts [{100 * c['ci'][0]:+.2f}, {100 * c['ci'][1]:+.2f}]", f"{c['p_value']:.3g}", ""])
+                         f"{100 * c['difference']:+.2f} pts [{100 * c['ci'][0]:+.2f}, {100 * c['ci'][1]:+.2f}]",
+                         f"{c['p_value']:.3g}",
+                         _e(f"pair-level draws: {c['unit_reason']}") if c.get("unit") == "pair" else
+                         "subject-level draws"])
     return _table(["runs (a vs b)", "FAR", "TAR a", "TAR b", "difference [95%]", "p (two-sided)", "note"], rows)
 
 

@@ -74,6 +74,39 @@ class Histogram(FileSchema):
         return self
 
 
+class Unscored(FileSchema):
+    """Comparisons kept in the counts as non-matches because an image in them had no face."""
+    genuine: Count
+    impostor: Count
+
+
+class OperatingPoint(FileSchema):
+    """FMR and FNMR measured at one fixed threshold (``--threshold`` or a calibration's)."""
+    source: Literal["--threshold", "calibration"]
+    threshold: float
+    fmr: Rate
+    fnmr: Rate
+    fmr_interval: Interval
+    fnmr_interval: Interval
+    fmr_bootstrap_ci: Optional[Interval] = None
+    fnmr_bootstrap_ci: Optional[Interval] = None
+    impostor_accepted: Count
+    genuine_rejected: Count
+    n_genuine: Count
+    n_impostor: Count
+    fmr_supported: bool
+    fnmr_supported: bool
+    # a calibration's provenance
+    path: Optional[str] = None
+    target_fmr: Optional[Rate] = None
+    target_fmr_in_interval: Optional[bool] = None
+    calibrated_fmr: Optional[Rate] = None
+    calibrated_on: Optional[str] = None
+    calibration_pipeline: Optional[dict[str, Any]] = None
+    pipeline_matches: Optional[bool] = None
+    normalization: Optional[Any] = None
+
+
 class Verification(FileSchema):
     n_genuine: Annotated[int, Field(ge=1)]
     n_impostor: Annotated[int, Field(ge=1)]
@@ -88,6 +121,10 @@ class Verification(FileSchema):
     bootstrap: Optional[dict[str, Any]] = None
     roc: Roc
     histogram: Histogram
+    unscored: Optional[Unscored] = None
+    subjects_note: Optional[str] = None
+    interval_note: Optional[str] = None
+    at_threshold: list[OperatingPoint] = []
 
 
 class Folds(FileSchema):
@@ -123,6 +160,25 @@ class Identification(FileSchema):
     rank1_interval: Optional[Interval] = None
     map: Optional[Rate] = None
     dir_at_fpir: Optional[list[DirAtFpir]] = None
+    n_identities_without_template: Optional[Count] = None
+    unscored_probes: Optional[dict[str, Count]] = None
+    misses_without_score: Optional[Count] = None
+
+
+class Acquisition(FileSchema):
+    """Failures to acquire (no face found) and how they were scored (``--on-no-face``)."""
+    detector: Optional[str] = None
+    on_no_face: Literal["nonmatch", "whole", "center", "drop"]
+    scored_as: str
+    files: Count
+    no_face: Count
+    fta_rate: Optional[Rate] = None  # None without a detector: nothing can fail to acquire
+    fta_interval: Optional[Interval] = None
+    fallback: Count
+    pairs: Optional[dict[str, Count]] = None
+    no_face_files: list[str] = []
+    gallery: Optional[Count] = None  # identification: no-face files among the gallery's
+    probes: Optional[Count] = None   # and among the probes
 
 
 class ResultFile(FileSchema):
@@ -134,6 +190,8 @@ class ResultFile(FileSchema):
     created_at: str = ""
     verikit_version: str = ""
     model: Model
+    measure: Optional[str] = None
+    acquisition: Optional[Acquisition] = None
     pipeline: Optional[dict[str, Any]] = None
     protocol: dict[str, Any]
     normalization: Optional[dict[str, Any]] = None
