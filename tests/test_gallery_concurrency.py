@@ -108,6 +108,14 @@ def test_writers_that_opened_together_lose_nothing(tmp_path):
             assert g.search(g.templates(name)[0], 1)[0][0].identity == name
 
 
+def wait_stopped(proc: subprocess.Popen) -> None:
+    """Block until ``proc`` has stopped itself (SIGSTOP after printing its marker): the kernel tells
+    the parent (waitpid with WUNTRACED), so a SIGCONT or SIGKILL sent next can never arrive between
+    the marker and the stop."""
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"process {proc.pid} ended instead of stopping (status {status})"
+
+
 def _run_enroll(folder: Path, model: Path, gallery: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "verikit.cli.main", "enroll", "--from-folder", str(folder), "-m",
                              str(model), "-g", str(gallery), "--format", "json", "-q"],
@@ -132,6 +140,7 @@ def test_concurrent_enroll_commands_lose_nothing(tmp_path, tiny_model_dir):
     procs = [_run_enroll(f, tiny_model_dir, gallery) for f in folders]
     for p in procs:
         assert p.stderr.readline().strip() == "verikit-marker: opened"
+        wait_stopped(p)
     for p in procs:
         p.send_signal(signal.SIGCONT)
     outs = [p.communicate(timeout=600) for p in procs]
@@ -404,6 +413,7 @@ def test_a_writer_killed_at_any_point_leaves_the_old_or_the_new_gallery(tmp_path
             break
     else:
         pytest.fail(f"the writer never reached {point}")
+    wait_stopped(child)
     child.send_signal(signal.SIGKILL)  # a stopped process still dies of SIGKILL, at exactly that point
     child.wait(timeout=60)
     with Gallery.open(path) as g:

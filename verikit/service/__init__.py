@@ -4,7 +4,7 @@
   together; enroll, verify, search, curation; a long-lived service follows other processes' changes.
 * :mod:`.api`: ``verikit.enroll`` / ``verikit.verify`` / ``verikit.search`` with the same checks.
 * :mod:`.checks`, :mod:`.loading`, :mod:`.pipelines`: the individual decisions (fingerprints,
-  thresholds, scorers, pipeline merging); :mod:`.locking` and :mod:`.hooks` support the above.
+  thresholds, scorers, pipeline merging); :mod:`.hooks` supports the above.
 
 Warnings are Python warnings of category :class:`verikit.VerikitWarning`; errors are
 :class:`verikit.VerikitError` subclasses with one-line messages.

@@ -7,11 +7,10 @@ for another model), which scorer and threshold (the model's similarity with the 
 pair head with its own), which detector/segmenter pipeline (the gallery's, merged with what was
 asked), and the warnings these choices deserve (:class:`verikit.errors.VerikitWarning`).
 
-A Service keeps its gallery open for as long as it lives. Before each call it compares the
-gallery's database generation with the one it last saw, and reopens the gallery when another
-process changed it; writes hold the gallery's service write lock (:mod:`.locking`) from that
-check until the index is saved. The gallery's SQLite connection belongs to the thread that opened
-it: use one Service from one thread (the server runs all gallery work on one thread).
+A Service keeps its gallery open for as long as it lives. It needs no locking or reopening of
+its own: the gallery follows other processes by itself (each search catches its index up with
+SQLite, every write is one SQLite transaction; docs/concurrency.md), and one ``Gallery`` may be
+shared by threads. The server still runs gallery calls on one thread, in order (they are short).
 """
 
 from __future__ import annotations
@@ -23,11 +22,10 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import CalibrationError, DataError, VerikitError
+from ..errors import CalibrationError, DataError
 from . import hooks
 from .checks import (NO_THRESHOLD_WARNING, calibrated_pipeline_warning, check_calibration, check_threshold, warn)
 from .loading import VerifyScorer, load_calibration, load_model, verify_scorer
-from .locking import write_lock
 from .pipelines import PipelineRequest, merge_pipeline
 
 DB_FILE = "gallery.sqlite"  # the gallery's database file: its presence means "a gallery exists here"
@@ -63,8 +61,6 @@ class Service:
         self.index = index                  # for a gallery this service creates
         self.batch_size = batch_size
         self._gallery: Any = None
-        self._generation: int | None = None
-        self._lock = None
         self._croppers: dict[Any, Any] = {}
 
     # -- opening -----------------------------------------------------------------------------
@@ -106,8 +102,7 @@ class Service:
             if g is not None:
                 g.close()
             raise
-        if g is not None:
-            svc._gallery, svc._generation = g, g.generation
+        svc._gallery = g
         return svc
 
     def close(self) -> None:
@@ -181,60 +176,37 @@ class Service:
             self._croppers[policy] = FaceCropper(self.pipeline, policy)
         return self._croppers[policy]
 
-    # -- the gallery, kept current --------------------------------------------------------------
-    def _write_lock(self) -> Any:
-        if self._lock is None:
-            self._lock = write_lock(self.gallery_dir)
-        return self._lock
-
-    def _reopen(self) -> Any:
-        from ..index.gallery import Gallery
-
-        if self._gallery is not None:
-            self._gallery.close()  # never dirty here: every write of ours saved its index
-            self._gallery = None
-        self._gallery = Gallery.open(self.gallery_dir, fingerprint=self.model.fingerprint)
-        self._generation = self._gallery.generation
-        return self._gallery
+    # -- the gallery ------------------------------------------------------------------------------
+    def _missing(self) -> Exception:
+        from ..errors import GalleryError
+        return GalleryError(f"no gallery at '{self.gallery_dir}' (create one with `verikit enroll`)")
 
     def gallery(self) -> Any:
-        """The open gallery, first reopened if another process changed its templates since last time."""
-        if self._gallery is not None and self._gallery.generation == self._generation:
-            return self._gallery
-        if self._gallery is None and not (self.gallery_dir / DB_FILE).exists():
-            from ..errors import GalleryError
-            raise GalleryError(f"no gallery at '{self.gallery_dir}' (create one with `verikit enroll`)")
-        with self._write_lock():  # a reopen may rebuild and save the index: never beside a writer
-            return self._reopen()
+        """The open gallery (opened on first use when another process created it after this service)."""
+        if self._gallery is None:
+            from ..index.gallery import Gallery
+
+            if not (self.gallery_dir / DB_FILE).exists():
+                raise self._missing()
+            self._gallery = Gallery.open(self.gallery_dir, fingerprint=self.model.fingerprint)
+        return self._gallery
 
     @contextmanager
     def _writing(self, create: bool = False) -> Iterator[Any]:
-        """The current gallery under the write lock (created if asked); its index saved before release."""
+        """The gallery to change (created if asked); its derived index saved afterwards.
+
+        Each change is the gallery's own SQLite transaction: a change refused inside it rolls
+        back, and the index follows the database after the commit (docs/concurrency.md)."""
         from ..pipeline.operations import open_gallery_for
 
-        with self._write_lock():
-            if not (self.gallery_dir / DB_FILE).exists():
-                if not create:
-                    from ..errors import GalleryError
-                    raise GalleryError(f"no gallery at '{self.gallery_dir}' (create one with `verikit enroll`)")
-                self.close()
-                model_path = str(self.model_dir.resolve()) if self.model_dir is not None else None
-                self._gallery = open_gallery_for(self.model, self.gallery_dir, create=True, index=self.index,
-                                                 model_path=model_path, pipeline=self.pipeline)
-                self._generation = self._gallery.generation
-            elif self._gallery is None or self._gallery.generation != self._generation:
-                self._reopen()
-            g = self._gallery
-            try:
-                yield g
-            except VerikitError:
-                raise  # refused inside its transaction: rolled back, the index untouched
-            except BaseException:
-                g.rebuild_index()  # something broke after a commit: the index must not be saved half-updated
-                raise
-            finally:
-                self._generation = g.generation
-            g.flush()
+        if self._gallery is None and create and not (self.gallery_dir / DB_FILE).exists():
+            model_path = str(self.model_dir.resolve()) if self.model_dir is not None else None
+            # exist_ok inside: two processes creating it at the same moment join one gallery
+            self._gallery = open_gallery_for(self.model, self.gallery_dir, create=True, index=self.index,
+                                             model_path=model_path, pipeline=self.pipeline)
+        g = self.gallery()
+        yield g
+        g.flush()
 
     # -- operations ------------------------------------------------------------------------------
     def enroll(self, images: Mapping[str, Sequence[str | Path]], *, metadata: Mapping[str, Any] | None = None,
@@ -247,8 +219,6 @@ class Service:
         """
         from ..pipeline.operations import prepare_enrollment
 
-        if self._gallery is not None:
-            self.gallery()  # refuses a gallery another model re-created meanwhile before any embedding
         prepared = prepare_enrollment(self.model, images, batch_size=batch_size or self.batch_size,
                                       progress=progress, pipeline=self.pipeline, faces=faces or self.faces)
         return self.commit(prepared, metadata=metadata)
@@ -304,9 +274,9 @@ class Service:
         from ..pipeline.operations import search
 
         self._warn_calibrated_pipeline()
-        out = self._retrying(lambda g: search(
-            self.model, g, images, top_k=top_k, threshold=self.search_threshold, calibration=self.calibration,
-            batch_size=batch_size or self.batch_size, pipeline=self.pipeline, faces=faces or self.faces))
+        out = search(self.model, self.gallery(), images, top_k=top_k, threshold=self.search_threshold,
+                     calibration=self.calibration, batch_size=batch_size or self.batch_size, pipeline=self.pipeline,
+                     faces=faces or self.faces)
         self._warn_no_threshold()
         return out
 
@@ -315,24 +285,14 @@ class Service:
         from ..pipeline.operations import rank
 
         self._warn_calibrated_pipeline()
-        out = self._retrying(lambda g: rank(g, labels, embeddings, top_k=top_k, threshold=self.search_threshold,
-                                            calibration=self.calibration))
+        out = rank(self.gallery(), labels, embeddings, top_k=top_k, threshold=self.search_threshold,
+                   calibration=self.calibration)
         self._warn_no_threshold()
         return out
 
     def _warn_no_threshold(self) -> None:
         if self.search_threshold is None and self.calibration is None:
             warn(NO_THRESHOLD_WARNING, stacklevel=4)
-
-    def _retrying(self, run: Callable[[Any], Any]) -> Any:
-        # Another process may remove an identity between our generation check and the search: the
-        # index then names a template the database no longer holds. Look again at the new state.
-        try:
-            return run(self.gallery())
-        except KeyError:
-            with self._write_lock():
-                g = self._reopen()
-            return run(g)
 
     # -- curation --------------------------------------------------------------------------------
     def identities(self) -> list[Any]:
