@@ -546,8 +546,9 @@ def test_embedding_cache(data, tmp_path_factory):
     write_npz(path, data.draw(mutated_npz(base)))
     loaded = loads_or_refuses(lambda: EmbeddingCache(tmp_path, fingerprint), DataError, path)
     if loaded is not None:
-        found, missing = loaded.lookup([image])
-        assert all(np.isfinite(v).all() for v in found.values()) and len(found) + len(missing) == 1
+        look = loaded.lookup([image])
+        assert all(np.isfinite(v).all() for v in look.found.values())
+        assert len(look.found) + len(look.no_face) + len(look.missing) == 1
 
 
 # -- segmenter.json, progress.json -------------------------------------------------------------------

@@ -67,8 +67,13 @@ ITEM = st.one_of(
 
 
 def _pairs_model(items: list[list], root: Path) -> tuple[list[tuple[Path, Path, bool, int]] | None, int | None, str]:
-    """(pairs, None, "") when the file is valid, else (None, error line or None, what the error says)."""
+    """(pairs, None, "") when the file is valid, else (None, error line or None, what the error says).
+
+    Rows have 3 fields, or 5 with the two files' subjects (all rows alike); subject columns must
+    give a file one subject and agree with the labels."""
     pairs, seen = [], 0
+    named: bool | None = None
+    subject_of: dict[Path, str] = {}
     for number, item in enumerate(items, start=1):
         if item == [None]:
             continue
@@ -77,15 +82,29 @@ def _pairs_model(items: list[list], root: Path) -> tuple[list[tuple[Path, Path, 
             continue
         fields = [f.strip() for f in next(csv.reader([text]))]
         first, seen = seen == 0, seen + 1
-        if len(fields) != 3:
+        if len(fields) not in (3, 5):
             return None, number, "expected 3 fields"
         label = LABELS.get(fields[2].lower())
         if label is None:
             if first and _is_word(fields[2]):
                 continue  # the header
             return None, number, "is not one of"
-        if not fields[0] or not fields[1]:
-            return None, number, "empty path"
+        if named is None:
+            named = len(fields) == 5
+        elif named != (len(fields) == 5):
+            return None, number, "on every row or on none"
+        subjects = []
+        for path, subject in zip(fields[:2], fields[3:5] if named else (None, None)):
+            if not path:
+                return None, number, "empty path"
+            if named and not subject:
+                return None, number, "empty subject"
+            if named:
+                if subject_of.setdefault(root / path, subject) != subject:
+                    return None, number, "on an earlier line"
+                subjects.append(subject)
+        if named and (subjects[0] == subjects[1]) != label:
+            return None, number, "disagree"
         pairs.append((root / fields[0], root / fields[1], label, number))
     if not pairs:
         return None, None, "has no pairs"

@@ -15,7 +15,7 @@ import json
 import warnings
 from typing import Any
 
-from ..errors import DataError, FingerprintMismatchError, VerikitWarning
+from ..errors import CalibrationError, DataError, FingerprintMismatchError, VerikitError, VerikitWarning
 from ..similarity import number_problem
 
 
@@ -60,7 +60,13 @@ def calibrated_pipeline_warning(calibration: Any, pipeline: Any) -> str | None:
     from ..pipeline.settings import PipelineSettings
 
     raw = calibration.data.get("pipeline")
-    calibrated = PipelineSettings.from_meta(json.dumps(raw)) if raw else None
+    # A record naming neither a detector nor a segmenter describes whole images, as None does.
+    prepared = isinstance(raw, dict) and (raw.get("detector") or raw.get("segmenter"))
+    try:
+        calibrated = PipelineSettings.from_meta(json.dumps(raw)) if prepared else None
+    except VerikitError as exc:
+        raise CalibrationError(f"the calibration's recorded pipeline is malformed ({exc}): re-run "
+                               "`verikit calibrate`") from None
     if calibrated == pipeline:
         return None
 
