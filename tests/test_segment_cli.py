@@ -102,6 +102,6 @@ def test_user_errors_are_one_line_with_exit_1(tmp_path):
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "bad.png" in r.stderr, r.stderr
     r = _cli("segment", "run", images / "i00.png", "--segmenter", "tiny", "-S", f"weights={tmp_path / 'w.safetensors'}")
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
-        f"error: segmenter weights file '{tmp_path / 'w.safetensors'}' does not exist"], r.stderr
+        f"error: segmenter 'tiny': segmenter weights file '{tmp_path / 'w.safetensors'}' does not exist"], r.stderr
     r = _cli("segment", "run", images / "i00.png", "--segmenter", "tinny")
     assert r.returncode == 1 and "did you mean tiny" in r.stderr

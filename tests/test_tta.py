@@ -85,7 +85,7 @@ def test_unknown_tta_in_a_config_file_is_one_clear_error(tmp_path):
     build("none").save(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "tta": "five_crop"}))
-    with pytest.raises(ModelError, match=r"config.json.: tta must be one of none, hflip"):
+    with pytest.raises(ModelError, match=r"config.json' is malformed: field 'tta' must be one of none, hflip"):
         Embedder.load(tmp_path / "m")
 
 
@@ -179,7 +179,7 @@ def test_embed_from_is_checked_in_configs_and_files(tmp_path):
     build("none").save(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     (tmp_path / "m" / "config.json").write_text(json.dumps({**cfg, "embed_from": "layer3"}))
-    with pytest.raises(ModelError, match="embed_from must be one of neck, pooled"):
+    with pytest.raises(ModelError, match=r"config.json' is malformed: field 'embed_from' must be one of neck, pooled"):
         Embedder.load(tmp_path / "m")
 
 
