@@ -22,8 +22,14 @@ def enroll(
         show_default=False)] = None,
     model: ModelOpt = None,
     gallery: GalleryOpt = DEFAULT_GALLERY,
-    index: Annotated[str, typer.Option(help="Index for a NEW gallery: faiss:Flat (exact), faiss:HNSW32, "
-                                            "faiss:IVF1024,Flat, ... (any faiss index_factory string).")] = "faiss:Flat",
+    index: Annotated[str, typer.Option(help="Index for a NEW gallery: faiss:Flat (exact); approximate and tuned "
+                                            "to --recall: auto, faiss:ivf-flat, faiss:ivf-sq8, faiss:ivf-pq, "
+                                            "faiss:hnsw (docs/scale.md); or any faiss index_factory string "
+                                            "(faiss:HNSW32, faiss:IVF1024,Flat).")] = "faiss:Flat",
+    recall: Annotated[Optional[float], typer.Option(
+        min=0.0, max=1.0,
+        help="For an approximate --index of a NEW gallery: the recall@10 its search must meet, measured "
+             "on held-out templates (default 0.95).", show_default=False)] = None,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "auto",
     fmt: FormatOpt = OutputFormat.table,
@@ -64,6 +70,14 @@ def enroll(
     """
     from ..io import scan_identity_folders
     from ..service import Service
+
+    if recall is not None:
+        from ..errors import VerikitError
+        from ..index.approximate import with_recall
+        try:
+            index = with_recall(index, recall)
+        except VerikitError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--recall") from None
 
     if from_folder is not None:
         if name or images:

@@ -1,7 +1,8 @@
 """The default index backend: any ``faiss.index_factory`` string behind an ID map.
 
 Registered as ``faiss`` in ``verikit.index_backends``; ``faiss:Flat`` (exact inner product, the
-default), ``faiss:HNSW32`` or ``faiss:IVF1024,Flat`` name one. Vectors are unit length and scored
+default), ``faiss:HNSW32`` or ``faiss:IVF1024,Flat`` name one; ``faiss:ivf-flat``, ``faiss:hnsw``,
+``faiss:auto``... are managed approximate indexes tuned to a recall (:mod:`.approximate`). Vectors are unit length and scored
 by inner product, so scores are cosine similarities. The index is derived data: the gallery can
 always rebuild it from SQLite, which is why an index that cannot remove vectors is simply rebuilt.
 """
@@ -111,6 +112,12 @@ class FaissIndex:
         self.index = index
 
 
-def create(factory: str = "Flat", *, dim: int) -> FaissIndex:
-    """Entry-point factory: ``faiss[:FACTORY]``."""
+def create(factory: str = "Flat", *, dim: int) -> "FaissIndex":
+    """Entry-point factory: ``faiss[:FACTORY]``, or a managed approximate spec (``faiss:ivf-flat``,
+    ``faiss:hnsw``, ``faiss:auto``, ...: see :mod:`verikit.index.approximate`)."""
+    from .approximate import ManagedIndex, parse
+
+    managed = parse(factory)
+    if managed is not None:
+        return ManagedIndex(dim, managed)  # type: ignore[return-value]
     return FaissIndex(dim, factory)

@@ -45,6 +45,7 @@ from ..errors import DataError, FingerprintMismatchError, GalleryError, Identity
 from ..registry import index_backends
 from ..similarity import parse_measure
 from ..structures import Hit
+from .approximate import normalize as normalize_index_spec
 from .derived import DerivedIndex
 from .names import check_name, lookup_forms
 from .state import INDEX_FILE, INDEX_META_FILE, id_hash
@@ -164,6 +165,7 @@ class Gallery:
         moment) is opened instead, with the fingerprint check of :meth:`open`.
         """
         similarity = parse_measure(similarity).spec  # refuse an unknown measure before creating anything
+        index = normalize_index_spec(index)  # `auto` is recorded as faiss:auto
         path = Path(path)
         if (path / DB_FILE).exists():
             if exist_ok:
@@ -392,6 +394,8 @@ class Gallery:
         try:
             if not self._index.applied(tx.generation_before, tx.generation, **change):
                 self._sync()
+            elif getattr(self._index.backend, "action", None) is not None:
+                self._sync()  # a managed approximate index: this write may have made it due for training
         except Exception:
             self._index.invalidate()  # the commit stands; the next call rebuilds the index from it
             raise
@@ -608,6 +612,7 @@ class Gallery:
                     "similarity": self.measure.spec,
                     "generation": self.generation, "schema_version": SCHEMA_VERSION,
                     "erasure_pending": self.erasure_pending,
+                    "approximate": _approximate_summary(self._index.tuning),
                     "created_at": _utc(self._created_at)}
 
     @_guarded
@@ -643,6 +648,14 @@ class Gallery:
 
     def meta(self, key: str) -> str | None:
         return self._meta.get(key)
+
+
+def _approximate_summary(tuning: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What `gallery info` says about a managed approximate index: None while the search is exact."""
+    if not tuning:
+        return None
+    keys = ("layout", "param", "value", "rerank", "k", "target", "recall", "met", "queries", "trained_at")
+    return {k: tuning[k] for k in keys if k in tuning}
 
 
 def _json_object(value: Any, what: str) -> dict[str, Any]:
