@@ -212,3 +212,23 @@ def test_cli_enroll_recall_and_gallery_info_show_the_measured_figure(tmp_path, t
     d = json.loads(info.stdout)
     assert d["index"] == "faiss:ivf-flat,min=10,recall=0.9"
     assert d["approximate"]["target"] == 0.9 and d["approximate"]["recall"] >= 0.9 and d["approximate"]["trained_at"] == 12
+
+
+# -- the GPU path (no GPU here: the CPU fallback and the mirror's invalidation are what run) ----------
+def test_gpu_mirror_is_dropped_on_every_change_and_the_cpu_answers_without_a_gpu(monkeypatch):
+    from verikit.index import gpu
+    from verikit.index.faiss_backend import FaissIndex
+
+    monkeypatch.setenv("VERIKIT_FAISS_GPU", "0")
+    assert gpu.gpus() == 0
+    monkeypatch.delenv("VERIKIT_FAISS_GPU")
+    index = FaissIndex(DIM, "IVF4,Flat")
+    v = clustered(6, 400)
+    for change in (lambda: index.train(v), lambda: index.add(np.arange(400), v),
+                   lambda: index.remove(np.arange(10))):
+        index._gpu.index = "a stale GPU copy"
+        change()
+        assert index._gpu.index is None  # never searched again: a fresh copy is made from the CPU index
+    assert index._gpu.search(index.index, v[:2], 5) is None or gpu.gpus() > 0  # CPU build: the CPU answers
+    scores, ids = index.search(v[10:12], 1)
+    assert ids[:, 0].tolist() == [10, 11]

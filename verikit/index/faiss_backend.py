@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GalleryError
+from .gpu import GpuMirror
 
 
 class FaissIndex:
@@ -37,6 +38,7 @@ class FaissIndex:
             if faiss.try_extract_index_ivf(index) is None and not isinstance(index, faiss.IndexIDMap):
                 index = faiss.IndexIDMap(index)
         self.index = index
+        self._gpu = GpuMirror()  # searches run there when a GPU build of faiss sees a device (verikit.index.gpu)
 
     @property
     def ntotal(self) -> int:
@@ -50,12 +52,14 @@ class FaissIndex:
         if vectors.shape[0] == 0:
             raise GalleryError(f"index {self.factory!r} needs training vectors, and the gallery is empty")
         try:
+            self._gpu.drop()
             self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
         except RuntimeError as exc:
             raise GalleryError(f"cannot train index {self.factory!r} on {vectors.shape[0]} vectors: "
                                f"{str(exc).strip().splitlines()[-1]}") from exc
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._gpu.drop()
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                 np.ascontiguousarray(ids, dtype=np.int64))
 
@@ -63,6 +67,7 @@ class FaissIndex:
         """Remove ids; return False when this index type cannot remove (caller rebuilds)."""
         import faiss
 
+        self._gpu.drop()
         try:
             self.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
             return True
@@ -84,8 +89,10 @@ class FaissIndex:
         return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids), each (Q, k); missing neighbours have id -1."""
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), int(k))
+        """Top-k (scores, ids), each (Q, k); missing neighbours have id -1. On the GPU where there is one."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        found = self._gpu.search(self.index, q, k)
+        return found if found is not None else self.index.search(q, int(k))
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a reader never sees half an index (a unique temporary name, because
@@ -110,6 +117,7 @@ class FaissIndex:
         if index.d != self.dim:
             raise GalleryError(f"index file '{path}' has dimension {index.d}, expected {self.dim}")
         self.index = index
+        self._gpu.drop()
 
 
 def create(factory: str = "Flat", *, dim: int) -> "FaissIndex":
