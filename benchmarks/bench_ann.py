@@ -221,12 +221,17 @@ def run(args: argparse.Namespace, work: Path) -> None:
               f"{g_open['seconds']:.2f}s vs {r_open['seconds']:.2f}s" +
               (f"\n  GPU raw q/s: {row['gpu_raw_qps']:.0f}" if "gpu_raw_qps" in row else ""), flush=True)
 
+        write(args, n, d, k, exact_qps, rows)  # after every kind: a long run cut short keeps its rows
+    print(f"written {write(args, n, d, k, exact_qps, rows)}")
+
+
+def write(args: argparse.Namespace, n: int, d: int, k: int, exact_qps: dict, rows: list) -> Path:
     result = {"n": n, "dim": d, "queries": args.queries, "k": k, "target_recall": args.recall,
               "exact_flat_qps": exact_qps, "gpus": faiss.get_num_gpus(), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("ann-quick.json" if args.quick else "ann.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {out}")
+    return out
 
 
 if __name__ == "__main__":
