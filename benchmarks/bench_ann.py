@@ -43,9 +43,15 @@ from verikit.index.gallery import INDEX_FILE, Gallery
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def clustered(n: int, d: int, seed: int, centres: int) -> np.ndarray:
+def clustered(n: int, d: int, seed: int, centres: int, latent: int = 0) -> np.ndarray:
+    """Unit vectors around ``centres`` random centres; with ``latent`` > 0 the centres lie in a
+    random ``latent``-dimensional subspace (a low intrinsic dimension, as learned embeddings have)."""
     rng = np.random.default_rng(seed)
-    c = np.random.default_rng(12345).standard_normal((centres, d), dtype=np.float32)
+    crng = np.random.default_rng(12345)
+    c = crng.standard_normal((centres, d), dtype=np.float32)
+    if latent:
+        c = (crng.standard_normal((centres, latent), dtype=np.float32)
+             @ crng.standard_normal((latent, d), dtype=np.float32)) / np.sqrt(latent)
     out = np.empty((n, d), np.float32)
     for s in range(0, n, 100_000):
         m = min(100_000, n - s)
@@ -136,6 +142,8 @@ def main() -> None:
     ap.add_argument("--recall", type=float, default=0.95)
     ap.add_argument("--specs", nargs="+", default=["ivf-flat", "ivf-sq8", "ivf-pq"],
                     help="managed kinds to run (ivf-flat ivf-sq8 ivf-pq hnsw)")
+    ap.add_argument("--latent", type=int, default=0,
+                    help="centres in a random subspace of this dimension (0: isotropic centres, the hardest case)")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args()
     args.n = args.n or (50_000 if args.quick else 1_000_000)
@@ -153,8 +161,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
     centres = max(100, n // 20)
     print(f"{n:,} x {d} clustered unit vectors ({centres:,} centres), {args.queries} fresh queries, "
           f"10-recall@10 target {args.recall}; GPUs: {faiss.get_num_gpus()}; work dir {work}", flush=True)
-    vectors = clustered(n, d, 0, centres)
-    queries = clustered(args.queries, d, 1, centres)
+    vectors = clustered(n, d, 0, centres, args.latent)
+    queries = clustered(args.queries, d, 1, centres, args.latent)
     np.save(work / "queries.npy", queries)
 
     flat = faiss.IndexFlatIP(d)
@@ -226,10 +234,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
 
 def write(args: argparse.Namespace, n: int, d: int, k: int, exact_qps: dict, rows: list) -> Path:
-    result = {"n": n, "dim": d, "queries": args.queries, "k": k, "target_recall": args.recall,
+    result = {"n": n, "dim": d, "latent": args.latent, "queries": args.queries, "k": k, "target_recall": args.recall,
               "exact_flat_qps": exact_qps, "gpus": faiss.get_num_gpus(), "rows": rows}
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("ann-quick.json" if args.quick else "ann.json")
+    out = RESULTS / (("ann-quick" if args.quick else "ann") + (f"-latent{args.latent}" if args.latent else "") + ".json")
     out.write_text(json.dumps(result, indent=2) + "\n")
     return out
 
