@@ -356,7 +356,8 @@ def test_remove_waits_for_a_reader_within_its_bound_then_erases(tmp_path):
     assert _files_holding(path, _needles(victims["victim-two"], "victim-two")) == []
 
 
-@pytest.mark.parametrize("index", ["faiss:Flat", "faiss:HNSW16", "faiss:IVF2,Flat"])
+@pytest.mark.parametrize("index", ["faiss:Flat", "faiss:HNSW16", "faiss:IVF2,Flat", "faiss:ivf-flat,min=4",
+                                   "faiss:hnsw,min=4"])
 def test_remove_with_no_reader_erases_everything_before_returning(tmp_path, index):
     """From the database, its WAL and the saved index (HNSW cannot remove: it is rebuilt), and the
     name and source paths from the audit log (it keeps an anonymised event)."""

@@ -13,6 +13,7 @@ replaced only by a newer state (see docs/concurrency.md).
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -42,9 +43,12 @@ class DerivedIndex:
     def sync(self, conn: sqlite3.Connection) -> None:
         """Make the index reflect the database snapshot ``conn`` is reading (call inside one)."""
         target = db_state(conn)
+        if self.state is None or not self.state.matches(*target):
+            self._follow(conn, target)
+        self._replan(conn, target)
+
+    def _follow(self, conn: sqlite3.Connection, target: tuple[int, int, int, int]) -> None:
         generation = target[0]
-        if self.state is not None and self.state.matches(*target):
-            return
         tried_saved = self.state is None or self.state.generation > generation
         if tried_saved:
             self._load_saved(generation)
@@ -78,7 +82,7 @@ class DerivedIndex:
                 return False
             self.backend.add(ids, vecs)
             state = state.plus(ids, generation, int(ids[-1]))
-        state = IndexState(state.uid, state.index, generation, state.ntotal, state.id_hash, max(state.seq, seq))
+        state = replace(state, generation=generation, seq=max(state.seq, seq))
         if not state.matches(*target):
             self.state = None
             return False
@@ -103,8 +107,34 @@ class DerivedIndex:
                 return False
             self.backend.add(*added)
             state = state.plus(added[0], generation, seq)
-        self.state = IndexState(state.uid, state.index, generation, state.ntotal, state.id_hash, max(state.seq, seq))
+        self.state = replace(state, generation=generation, seq=max(state.seq, seq))
         return True
+
+    def _replan(self, conn: sqlite3.Connection, target: tuple[int, int, int, int]) -> None:
+        """A managed approximate index: switch layout, retrain or re-tune when the size calls for it
+        (verikit.index.approximate). Another process may have done the work already: a saved copy
+        that needs nothing is loaded and caught up instead."""
+        action = getattr(self.backend, "action", None)
+        todo = action(self.state.ntotal) if action is not None and self.state is not None else None
+        if todo is None:
+            return
+        if todo == "retune":
+            from .tuning import tune
+
+            tune(conn, self.backend, lambda: self.iter_templates(conn), self.dim, self.where)
+            self.saved_generation = None  # the saved record has the old figure: save the new one
+            return
+        self.state = None
+        self._load_saved(target[0])
+        if (self.state is not None and self.state.generation <= target[0] and self._catch_up(conn, target)
+                and self.backend.action(self.state.ntotal) is None):
+            return
+        self.rebuild(conn)
+
+    @property
+    def tuning(self) -> dict[str, Any] | None:
+        """The measured recall and search parameter of a managed approximate index (else None)."""
+        return getattr(self.backend, "tuning", None)
 
     def invalidate(self) -> None:
         self.state = None
@@ -125,7 +155,12 @@ class DerivedIndex:
         """Build the index from every template in the snapshot ``conn`` reads, and check it."""
         generation, count, hash_, seq = db_state(conn)
         backend = index_backends.create(self.spec, dim=self.dim)
-        if backend.needs_training:
+        prepare = getattr(backend, "prepare", None)
+        if prepare is not None:  # managed: the layout follows the size, trained on a sample
+            want = prepare(count)
+            if want:
+                backend.train(self._training_sample(conn, want, count, seed=generation))
+        elif backend.needs_training:
             # Approximate indexes learn their partition from the data itself.
             vecs = [v for _, v in self.iter_templates(conn)]
             if vecs:
@@ -138,8 +173,21 @@ class DerivedIndex:
         if not state.matches(generation, count, hash_, seq):
             raise GalleryError(f"{self.where}: the templates table holds {n} templates but the gallery's meta "
                                f"records {count} (or other ids): gallery.sqlite is damaged; restore it from a backup")
+        if prepare is not None and not backend.exact:
+            from .tuning import tune
+
+            tune(conn, backend, lambda: self.iter_templates(conn), self.dim, self.where)
         self.backend, self.state = backend, state
         self.rebuilds += 1
+
+    def _training_sample(self, conn: sqlite3.Connection, want: int, count: int, *, seed: int) -> np.ndarray:
+        """About ``want`` templates drawn uniformly in one streaming pass (bounded memory)."""
+        if want >= count:
+            return np.concatenate([v for _, v in self.iter_templates(conn)])
+        rng = np.random.default_rng(seed)
+        p = min(1.0, 1.1 * want / count)  # a little over, trimmed below: never under faiss's minimum
+        parts = [v[rng.random(len(v)) < p] for _, v in self.iter_templates(conn)]
+        return np.concatenate(parts)[:want]  # 10% over: short of ``want`` only with negligible chance
 
     # -- the saved copy ---------------------------------------------------------------------------------
     def _load_saved(self, generation: int) -> None:
@@ -160,6 +208,9 @@ class DerivedIndex:
                 return  # unreadable: it is derived data, so it is rebuilt
         if backend.ntotal != record.ntotal:
             return
+        restore = getattr(backend, "restore", None)
+        if restore is not None and not restore(record.tuning):
+            return  # a managed index whose recorded tuning does not fit the file: rebuilt
         held_ids = getattr(backend, "ids", None)
         if callable(held_ids) and id_hash(held_ids()) != record.id_hash:
             return  # an index.faiss that is not the one index.json describes
@@ -208,7 +259,8 @@ class DerivedIndex:
                     (self.folder / INDEX_FILE).unlink(missing_ok=True)
                 else:
                     self.backend.save(self.folder / INDEX_FILE)
-                    write_file_atomic(self.folder / INDEX_META_FILE, state.to_json().encode())
+                    record = replace(state, tuning=self.tuning)
+                    write_file_atomic(self.folder / INDEX_META_FILE, record.to_json().encode())
         except (OSError, RuntimeError):
             return False
         self.saved_generation = state.generation

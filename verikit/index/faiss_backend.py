@@ -1,7 +1,8 @@
 """The default index backend: any ``faiss.index_factory`` string behind an ID map.
 
 Registered as ``faiss`` in ``verikit.index_backends``; ``faiss:Flat`` (exact inner product, the
-default), ``faiss:HNSW32`` or ``faiss:IVF1024,Flat`` name one. Vectors are unit length and scored
+default), ``faiss:HNSW32`` or ``faiss:IVF1024,Flat`` name one; ``faiss:ivf-flat``, ``faiss:hnsw``,
+``faiss:auto``... are managed approximate indexes tuned to a recall (:mod:`.approximate`). Vectors are unit length and scored
 by inner product, so scores are cosine similarities. The index is derived data: the gallery can
 always rebuild it from SQLite, which is why an index that cannot remove vectors is simply rebuilt.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GalleryError
+from .gpu import GpuMirror
 
 
 class FaissIndex:
@@ -36,6 +38,7 @@ class FaissIndex:
             if faiss.try_extract_index_ivf(index) is None and not isinstance(index, faiss.IndexIDMap):
                 index = faiss.IndexIDMap(index)
         self.index = index
+        self._gpu = GpuMirror()  # searches run there when a GPU build of faiss sees a device (verikit.index.gpu)
 
     @property
     def ntotal(self) -> int:
@@ -49,12 +52,14 @@ class FaissIndex:
         if vectors.shape[0] == 0:
             raise GalleryError(f"index {self.factory!r} needs training vectors, and the gallery is empty")
         try:
+            self._gpu.drop()
             self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
         except RuntimeError as exc:
             raise GalleryError(f"cannot train index {self.factory!r} on {vectors.shape[0]} vectors: "
                                f"{str(exc).strip().splitlines()[-1]}") from exc
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._gpu.drop()
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32),
                                 np.ascontiguousarray(ids, dtype=np.int64))
 
@@ -62,6 +67,7 @@ class FaissIndex:
         """Remove ids; return False when this index type cannot remove (caller rebuilds)."""
         import faiss
 
+        self._gpu.drop()
         try:
             self.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
             return True
@@ -83,8 +89,10 @@ class FaissIndex:
         return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (scores, ids), each (Q, k); missing neighbours have id -1."""
-        return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), int(k))
+        """Top-k (scores, ids), each (Q, k); missing neighbours have id -1. On the GPU where there is one."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        found = self._gpu.search(self.index, q, k)
+        return found if found is not None else self.index.search(q, int(k))
 
     def save(self, path: str | Path) -> None:
         """Write atomically: a reader never sees half an index (a unique temporary name, because
@@ -109,8 +117,15 @@ class FaissIndex:
         if index.d != self.dim:
             raise GalleryError(f"index file '{path}' has dimension {index.d}, expected {self.dim}")
         self.index = index
+        self._gpu.drop()
 
 
-def create(factory: str = "Flat", *, dim: int) -> FaissIndex:
-    """Entry-point factory: ``faiss[:FACTORY]``."""
+def create(factory: str = "Flat", *, dim: int) -> "FaissIndex":
+    """Entry-point factory: ``faiss[:FACTORY]``, or a managed approximate spec (``faiss:ivf-flat``,
+    ``faiss:hnsw``, ``faiss:auto``, ...: see :mod:`verikit.index.approximate`)."""
+    from .approximate import ManagedIndex, parse
+
+    managed = parse(factory)
+    if managed is not None:
+        return ManagedIndex(dim, managed)  # type: ignore[return-value]
     return FaissIndex(dim, factory)

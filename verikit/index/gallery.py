@@ -40,11 +40,12 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
-from . import audit, erasure, ranking
+from . import audit, bulk_sources, erasure, ranking
 from ..errors import DataError, FingerprintMismatchError, GalleryError, IdentityNotFoundError, VerikitError
 from ..registry import index_backends
 from ..similarity import parse_measure
 from ..structures import Hit
+from .approximate import normalize as normalize_index_spec
 from .derived import DerivedIndex
 from .names import check_name, lookup_forms
 from .state import INDEX_FILE, INDEX_META_FILE, id_hash
@@ -164,6 +165,7 @@ class Gallery:
         moment) is opened instead, with the fingerprint check of :meth:`open`.
         """
         similarity = parse_measure(similarity).spec  # refuse an unknown measure before creating anything
+        index = normalize_index_spec(index)  # `auto` is recorded as faiss:auto
         path = Path(path)
         if (path / DB_FILE).exists():
             if exist_ok:
@@ -336,12 +338,16 @@ class Gallery:
 
     @_guarded
     def add_many(self, batch: Mapping[str, tuple[np.ndarray, Sequence[str] | None]],
-                 metadata: Mapping[str, Mapping[str, Any] | None] | None = None) -> dict[str, int]:
+                 metadata: Mapping[str, Mapping[str, Any] | None] | None = None,
+                 content_hashes: Mapping[str, Sequence[str]] | None = None) -> dict[str, int]:
         """Enroll several identities in ONE transaction: all of them land, or none do.
 
         Names are stored in their NFC form (see :mod:`verikit.index.names`); the result is keyed by it.
+        ``content_hashes`` (per name, one per vector: the source file's SHA-256) are stored with the
+        templates, so a resumed bulk enroll can tell what is already in (:meth:`enrolled_sources`).
         """
         prepared: dict[str, tuple[list[np.ndarray], list[str | None], dict[str, Any]]] = {}
+        hashes: dict[str, list[str | None]] = {}
         for name, (vectors, sources) in batch.items():
             stored = check_name(name)
             v = self._validated(vectors, f"identity {stored!r}")
@@ -353,6 +359,10 @@ class Gallery:
             vecs.append(v)
             srcs.extend(src)
             merged.update(meta)
+            given = list((content_hashes or {}).get(name) or [None] * len(v))
+            if len(given) != len(v):
+                raise DataError(f"identity {stored!r}: {len(v)} vectors but {len(given)} content hashes")
+            hashes.setdefault(stored, []).extend(given)
         if not prepared:
             return {}
         now = time.time()
@@ -361,6 +371,7 @@ class Gallery:
             # write lock), so the index learns exactly the ids SQLite stores.
             first_id = next_id = tx.next_template_id
             rows = []
+            name_of: dict[int, str] = {}
             for name, (vecs, src, meta) in prepared.items():
                 v = vecs[0] if len(vecs) == 1 else np.concatenate(vecs)
                 row = tx.execute("SELECT id FROM identities WHERE name=?", (name,)).fetchone()
@@ -373,6 +384,7 @@ class Gallery:
                     if meta:
                         self._merge_metadata(tx, ident, meta)
                 rows.append((next_id, ident, v, src))
+                name_of[next_id] = name
                 next_id += len(v)
                 tx.execute("UPDATE identities SET n_templates = n_templates + ? WHERE id=?", (len(v), ident))
                 self._audit(tx, action, name, {"templates": len(v), "sources": [s for s in src if s][:20]},
@@ -381,6 +393,9 @@ class Gallery:
                            ((start + j, ident, s, vec.tobytes(), now)
                             for start, ident, v, src in rows for j, (vec, s) in enumerate(zip(v, src))))
             ids = np.arange(first_id, next_id, dtype=np.int64)
+            if content_hashes:
+                bulk_sources.record(tx, ((start + j, h) for start, _, v, _ in rows
+                                         for j, h in enumerate(hashes[name_of[start]]) if h))
             tx.added(ids)
         # Committed. The index learns the change directly when it was at the state this write built
         # on; otherwise (another process wrote meanwhile) it catches up from the database.
@@ -388,10 +403,17 @@ class Gallery:
         self._after_write(tx, added=(ids, vectors), seq=next_id - 1)
         return {name: sum(len(x) for x in vecs) for name, (vecs, _, _) in prepared.items()}
 
+    @_guarded
+    def enrolled_sources(self, candidates: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (source path, content SHA-256) pairs are already enrolled (bulk enroll's --resume)."""
+        return bulk_sources.enrolled(self._conn, [(_safe_source(p), h) for p, h in candidates])
+
     def _after_write(self, tx: WriteTransaction, **change: Any) -> None:
         try:
             if not self._index.applied(tx.generation_before, tx.generation, **change):
                 self._sync()
+            elif getattr(self._index.backend, "action", None) is not None:
+                self._sync()  # a managed approximate index: this write may have made it due for training
         except Exception:
             self._index.invalidate()  # the commit stands; the next call rebuilds the index from it
             raise
@@ -608,6 +630,7 @@ class Gallery:
                     "similarity": self.measure.spec,
                     "generation": self.generation, "schema_version": SCHEMA_VERSION,
                     "erasure_pending": self.erasure_pending,
+                    "approximate": _approximate_summary(self._index.tuning),
                     "created_at": _utc(self._created_at)}
 
     @_guarded
@@ -643,6 +666,14 @@ class Gallery:
 
     def meta(self, key: str) -> str | None:
         return self._meta.get(key)
+
+
+def _approximate_summary(tuning: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """What `gallery info` says about a managed approximate index: None while the search is exact."""
+    if not tuning:
+        return None
+    keys = ("layout", "param", "value", "rerank", "k", "target", "recall", "met", "queries", "trained_at")
+    return {k: tuning[k] for k in keys if k in tuning}
 
 
 def _json_object(value: Any, what: str) -> dict[str, Any]:

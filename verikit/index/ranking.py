@@ -29,25 +29,60 @@ def index_search(conn: sqlite3.Connection, backend: Any, measure: Any, q: np.nda
     # The k-th distinct identity's best template ranks at most (k-1)*T + 1 among templates,
     # where T is the most templates any identity has: fetching that many is exact.
     fetch = min(n_total, (top_k - 1) * max(per_identity, 1) + 1)
-    scores, ids = backend.search(q, fetch)
+    width = int(getattr(backend, "rerank", 0) or 0)
+    if width:  # a quantised index: widen its shortlist and rank that exactly by the stored templates
+        scores, ids = backend.search(q, min(n_total, fetch * width))
+        reranked = rerank(conn, q, scores, ids, fetch, backend.dim, "the gallery")
+        if reranked is None:
+            return None
+        scores, ids = reranked
+    else:
+        scores, ids = backend.search(q, fetch)
     names = names_of(conn, np.unique(ids[ids >= 0]))
+    converted = np.asarray(measure.from_cosine(scores), dtype=np.float64)  # one call, not one per hit
     results = []
-    for row_scores, row_ids in zip(scores, ids):
+    for row_scores, row_ids in zip(converted.tolist(), ids.tolist()):  # Python numbers: a fast inner loop
         hits: list[Hit] = []
         seen: set[str] = set()
         for s, i in zip(row_scores, row_ids):
             if i < 0:
                 break
-            name = names.get(int(i))
+            name = names.get(i)
             if name is None:
                 return None
             if name not in seen:
                 seen.add(name)
-                hits.append(Hit(name, float(measure.from_cosine(s))))
+                hits.append(Hit(name, s))
                 if len(hits) == top_k:
                     break
         results.append(hits)
     return results
+
+
+def rerank(conn: sqlite3.Connection, q: np.ndarray, scores: np.ndarray, ids: np.ndarray, keep: int, dim: int,
+           where: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Re-score each query's shortlist ``ids`` exactly with the templates stored in SQLite and keep
+    the best ``keep`` (scores, ids; -1 pads). None when a shortlisted id is not in the database."""
+    wanted = np.unique(ids[ids >= 0])
+    rows = conn.execute("SELECT id, vector FROM templates WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                        (json.dumps(wanted.tolist()),)).fetchall()
+    if len(rows) != len(wanted):
+        return None
+    vecs = decode_vectors(rows, dim, where) if rows else np.zeros((0, dim), np.float32)
+    pos = np.searchsorted(wanted, np.maximum(ids, 0)) if len(wanted) else np.zeros_like(ids)
+    out_s = np.full((len(q), keep), -np.inf, np.float32)
+    out_i = np.full((len(q), keep), -1, np.int64)
+    for start in range(0, len(q), 256):  # bounded memory: 256 x shortlist x dim at a time
+        sl = slice(start, start + 256)
+        valid = ids[sl] >= 0
+        exact = np.einsum("qd,qsd->qs", q[sl], vecs[np.minimum(pos[sl], max(len(vecs) - 1, 0))]) if len(vecs) \
+            else np.full(ids[sl].shape, -np.inf, np.float32)
+        exact = np.where(valid, exact, -np.inf).astype(np.float32)
+        order = np.argsort(-exact, axis=1, kind="stable")[:, :keep]
+        out_s[sl, :order.shape[1]] = np.take_along_axis(exact, order, 1)
+        out_i[sl, :order.shape[1]] = np.where(np.isfinite(out_s[sl, :order.shape[1]]),
+                                              np.take_along_axis(ids[sl], order, 1), -1)
+    return out_s, out_i
 
 
 def exact_search(conn: sqlite3.Connection, measure: Any, q: np.ndarray, top_k: int, dim: int, where: str

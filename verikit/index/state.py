@@ -21,9 +21,9 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -57,6 +57,9 @@ class IndexState:
     ntotal: int
     id_hash: int
     seq: int
+    # A managed approximate index's measured recall and search parameter (verikit.index.tuning);
+    # not part of what the index holds, so never compared.
+    tuning: Optional[dict[str, Any]] = field(default=None, compare=False)
 
     def matches(self, generation: int, ntotal: int, hash_: int, seq: int) -> bool:
         return (self.generation, self.ntotal, self.id_hash, self.seq) == (generation, ntotal, hash_, seq)
@@ -80,10 +83,12 @@ class IndexState:
             if not isinstance(raw, dict) or raw.get("format") != RECORD_FORMAT:
                 return None
             state = cls(uid=raw["uid"], index=raw["index"], generation=raw["generation"], ntotal=raw["ntotal"],
-                        id_hash=raw["id_hash"], seq=raw["seq"])
+                        id_hash=raw["id_hash"], seq=raw["seq"], tuning=raw.get("tuning"))
         except (ValueError, KeyError, TypeError):
             return None
         ints = (state.generation, state.ntotal, state.id_hash, state.seq)
+        if state.tuning is not None and not isinstance(state.tuning, dict):
+            return None
         if not all(type(v) is int and v >= 0 for v in ints) or not all(isinstance(v, str) for v in (state.uid, state.index)):
             return None
         return state

@@ -222,6 +222,9 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 # -- changing --------------------------------------------------------------------------------------
+_STOPPED: set[str] = set()
+
+
 def marker(point: str) -> None:
     """Test hook for crash and concurrency tests (one environment lookup when unused).
 
@@ -229,7 +232,7 @@ def marker(point: str) -> None:
     of a write (``write-begun``, ``write-before-commit``, ``write-committed``, ``index-saved``) and
     after ``Gallery.open`` (``opened``), so a
     test can act on that signal; with ``VERIKIT_TEST_STOP_AT=<point>`` the process also stops
-    itself there (SIGSTOP), so a test can SIGKILL it at exactly that point, never after a delay.
+    itself there (SIGSTOP, the first time), so a test can SIGKILL it at exactly that point, never after a delay.
     """
     if "VERIKIT_TEST_MARKERS" not in os.environ and "VERIKIT_TEST_STOP_AT" not in os.environ:
         return
@@ -237,7 +240,11 @@ def marker(point: str) -> None:
     import sys
 
     print(f"verikit-marker: {point}", file=sys.stderr, flush=True)
-    if os.environ.get("VERIKIT_TEST_STOP_AT") == point:
+    if os.environ.get("VERIKIT_TEST_STOP_AT") == point and point not in _STOPPED:
+        # Only the first time: a test resumes the process once (SIGCONT), and a later pass through
+        # the same point (the service reopening the gallery under its write lock after another
+        # process's commit) must not stop it again while it holds a lock the others wait for.
+        _STOPPED.add(point)
         os.kill(os.getpid(), signal.SIGSTOP)
 
 

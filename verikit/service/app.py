@@ -239,6 +239,29 @@ class Service:
         return EnrollResult(report, {"path": str(self.gallery_dir), "identities": summary["identities"],
                                      "templates": summary["templates"]})
 
+    def enroll_bulk(self, root: str | Path, *, batch_commit: int = 1000, resume: bool = False, workers: int = 2,
+                    batch_size: int | None = None, progress: Callable[[int], None] | None = None) -> Any:
+        """Enroll a folder-per-identity tree of any size (verikit.pipeline.bulk): streamed, decoded by
+        ``workers`` DataLoader processes, committed every ``batch_commit`` templates (each batch one
+        transaction), skipping with ``resume`` what is already enrolled by path
+        and content hash. Returns a :class:`verikit.pipeline.bulk.BulkReport`."""
+        from ..pipeline.bulk import bulk_enroll
+
+        if self.pipeline is not None:
+            raise DataError(f"bulk enrollment embeds whole images; gallery '{self.gallery_dir}' uses a detector or "
+                            "segmenter pipeline: enroll without --batch-commit/--resume")
+        def commit(templates: Mapping[str, Any], hashes: Mapping[str, Sequence[str]]) -> None:
+            with self._writing(create=True) as g:
+                g.add_many(templates, content_hashes=hashes)
+
+        def already(pairs: list[tuple[str, str]]) -> set[tuple[str, str]]:
+            if self._gallery is None and not (self.gallery_dir / DB_FILE).exists():
+                return set()
+            return self.gallery().enrolled_sources(pairs)
+
+        return bulk_enroll(self.model, root, commit, already=already if resume else None, batch_commit=batch_commit,
+                           batch_size=batch_size or self.batch_size, workers=workers, progress=progress)
+
     def commit_embeddings(self, templates: Mapping[str, tuple[np.ndarray, Sequence[str]]],
                           metadata: Mapping[str, Any] | None = None) -> EnrollResult:
         """Store templates embedded elsewhere through this service's model and pipeline

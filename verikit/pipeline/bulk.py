@@ -1,0 +1,209 @@
+"""Bulk enrollment of a folder-per-identity tree of any size: streamed, decoded in parallel,
+committed in batches, resumable.
+
+* **Streaming.** The tree is walked lazily (one directory listing at a time) and at most
+  ``batch_commit`` embeddings wait for their commit, so memory does not grow with the folder.
+* **Parallel decode.** A ``torch.utils.data.DataLoader`` over an ``IterableDataset``: each worker
+  takes every W-th file of the same walk, reads it once, hashes the bytes (SHA-256) and decodes
+  them with the model's own transform.
+* **Batches.** Every ``batch_commit`` templates are committed in one gallery transaction (an
+  interrupted run keeps the batches before it; normal ``verikit enroll`` stays one transaction).
+* **Resume.** With ``resume``, a file whose path is already a stored source with the same content
+  hash is skipped before embedding; a file changed since (same path, other bytes) is enrolled.
+* **Summary.** Skipped files are counted by reason, with a few examples each.
+
+Whole images only (no detector or segmenter): the crop pipeline runs in the main process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..errors import DataError, VerikitError
+
+ALREADY = "already enrolled (same path and content)"
+UNREADABLE = "unreadable image"
+EXAMPLES = 5
+
+
+@dataclass
+class BulkReport:
+    """What a bulk enroll did: templates per identity, skips by reason (with examples), batches."""
+
+    enrolled: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    batches: int = 0
+    files: int = 0
+    seconds: float = 0.0
+
+    def skip(self, reason: str, path: str) -> None:
+        self.skipped[reason] += 1
+        shown = self.examples.setdefault(reason, [])
+        if len(shown) < EXAMPLES:
+            shown.append(path)
+
+    @property
+    def failed(self) -> int:
+        """Skips the user must hear about (not the resumed ones)."""
+        return sum(n for reason, n in self.skipped.items() if reason != ALREADY)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"templates": sum(self.enrolled.values()), "identities": len(self.enrolled), "files": self.files,
+                "batches": self.batches, "seconds": round(self.seconds, 2),
+                "skipped": {r: {"count": n, "examples": self.examples.get(r, [])}
+                            for r, n in sorted(self.skipped.items())}}
+
+
+def walk_identities(root: Path) -> Iterator[tuple[str, Path | None, str | None]]:
+    """(identity, image path, None) for each image under ``root/<identity>/`` (sorted, lazily), and
+    (identity-or-"", path, reason) for what cannot be enrolled: non-image files, files directly
+    under ``root``, invalid identity names."""
+    from ..index.names import check_name
+    from ..io import is_image_file
+
+    if not root.is_dir():
+        raise DataError(f"--from-folder '{root}' is not a directory")
+    with os.scandir(root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        if not entry.is_dir():
+            yield "", Path(entry.path), "not in an identity folder"
+            continue
+        try:
+            check_name(entry.name)
+            bad_name = None
+        except VerikitError as exc:
+            bad_name = f"invalid identity name ({exc})"
+        for dirpath, dirnames, filenames in os.walk(entry.path):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                path = Path(dirpath) / fn
+                if bad_name is not None:
+                    yield entry.name, path, bad_name
+                elif not is_image_file(path):
+                    yield entry.name, path, "not an image file"
+                else:
+                    yield entry.name, path, None
+
+
+def count_files(root: Path) -> int:
+    """How many files the walk will meet (names only, no reads): the progress bar's total."""
+    return sum(len(files) for _, _, files in os.walk(root))
+
+
+class _Decoded:
+    """An IterableDataset over the walk; each worker takes every W-th item (imported lazily: torch)."""
+
+    def __new__(cls, root: Path, transform: Callable) -> Any:
+        from torch.utils.data import IterableDataset, get_worker_info
+
+        class Decoded(IterableDataset):
+            def __iter__(self):
+                from PIL import Image
+
+                from ..io import load_image
+
+                info = get_worker_info()
+                worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+                for i, (name, path, reason) in enumerate(walk_identities(root)):
+                    if i % workers != worker:
+                        continue
+                    if reason is not None:
+                        yield name, str(path), "", None, reason
+                        continue
+                    try:
+                        data = path.read_bytes()
+                        digest = hashlib.sha256(data).hexdigest()
+                        image = load_image(path)  # a second read, from the page cache
+                        yield name, str(path), digest, transform(image), None
+                    except (OSError, VerikitError, Image.DecompressionBombError, ValueError) as exc:
+                        why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+                        yield name, f"{path} ({why})", "", None, UNREADABLE
+
+        return Decoded()
+
+
+def _collate(items: list) -> list:
+    return items
+
+
+def bulk_enroll(model: Any, root: str | Path, commit: Callable[[dict, dict], None], *,
+                already: Callable[[list[tuple[str, str]]], set] | None = None, batch_commit: int = 1000,
+                batch_size: int = 64, workers: int = 2, progress: Callable[[int], None] | None = None) -> BulkReport:
+    """Embed every image under ``root/<identity>/`` and hand ``commit(templates, hashes)`` each
+    ``batch_commit`` templates ({name: (vectors, sources)}, {name: [sha256, ...]}).
+
+    ``already(pairs)`` returns which (path, sha256) pairs are enrolled (resume); None: no resume.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..models.preprocess import to_tensor_transform
+
+    if batch_commit < 1:
+        raise DataError(f"--batch-commit must be at least 1, got {batch_commit}")
+    root = Path(root)
+    report = BulkReport()
+    started = time.perf_counter()
+    loader = DataLoader(_Decoded(root, to_tensor_transform(model.input_spec)), batch_size=batch_size,
+                        num_workers=workers, collate_fn=_collate, prefetch_factor=4 if workers else None)
+    device = next(model.parameters()).device
+    pending: dict[str, tuple[list[np.ndarray], list[str], list[str]]] = {}
+    n_pending = 0
+
+    def flush() -> None:
+        nonlocal pending, n_pending
+        if not pending:
+            return
+        templates = {n: (np.stack(v), s) for n, (v, s, _) in pending.items()}
+        commit(templates, {n: h for n, (_, _, h) in pending.items()})
+        for n, (v, _, _) in pending.items():
+            report.enrolled[n] += len(v)
+        report.batches += 1
+        pending, n_pending = {}, 0
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for items in loader:
+                report.files += len(items)
+                good = []
+                for name, path, digest, tensor, reason in items:
+                    if reason is not None:
+                        report.skip(reason, path)
+                    else:
+                        good.append((name, path, digest, tensor))
+                if good and already is not None:
+                    done = already([(p, d) for _, p, d, _ in good])
+                    for _, p, d, _ in good:
+                        if (p, d) in done:
+                            report.skip(ALREADY, p)
+                    good = [g for g in good if (g[1], g[2]) not in done]
+                if good:
+                    batch = torch.stack([t for *_, t in good]).to(device)
+                    out = model(batch).float().cpu().numpy()
+                    for (name, path, digest, _), vec in zip(good, out):
+                        vecs, srcs, hashes = pending.setdefault(name, ([], [], []))
+                        vecs.append(vec)
+                        srcs.append(path)
+                        hashes.append(digest)
+                    n_pending += len(good)
+                if n_pending >= batch_commit:
+                    flush()
+                if progress is not None:
+                    progress(len(items))
+        flush()
+    finally:
+        model.train(was_training)
+    report.seconds = time.perf_counter() - started
+    return report
