@@ -241,9 +241,8 @@ def marker(point: str) -> None:
 
     print(f"verikit-marker: {point}", file=sys.stderr, flush=True)
     if os.environ.get("VERIKIT_TEST_STOP_AT") == point and point not in _STOPPED:
-        # Only the first time: a test resumes the process once (SIGCONT), and a later pass through
-        # the same point (the service reopening the gallery under its write lock after another
-        # process's commit) must not stop it again while it holds a lock the others wait for.
+        # Only the first time: a test resumes the process once (SIGCONT), so a later pass through
+        # the same point (a second open in the same process) must not stop it for good.
         _STOPPED.add(point)
         os.kill(os.getpid(), signal.SIGSTOP)
 
