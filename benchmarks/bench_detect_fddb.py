@@ -1,0 +1,167 @@
+"""Face detectors on FDDB: accuracy (FDDB's discrete ROC) and speed (verikit vs the raw network).
+
+On FDDB folds 02-10 ($VERIKIT_DATA/fddb, default ../shared/data: 2,555 news photos, 4,656 faces),
+in one run:
+
+* **accuracy** of face-api.js's SSD-MobileNetV1 and Tiny-YOLOv2 (``verikit-faceapi``) and OpenCV's
+  Haar cascade (``verikit-haar``, as raw OpenCV: ``border=0``, no eye search), each run at a low
+  score threshold so its ROC reaches far: ``verikit.evaluate.detection.run.evaluate_detector``
+  with FDDB's own scoring (ellipse-region overlap > 0.5, one-to-one matching at every threshold).
+  Reported: true positive rate at 1,000 false positives, average precision; the ROC curves of all
+  three in one HTML report (``--report``).
+* **speed**, images/s on the first ``--speed-images`` photos, batches of 8, rounds alternating so a
+  busy neighbour hurts both sides alike: verikit's whole path from the file (``load_image`` +
+  ``detect``: decoding, face-api.js's padding and resize, the forward, decoding the boxes, NMS)
+  against the raw forward of the same network on the same images, prepared beforehand (ratio =
+  verikit / raw; target >= 0.9). Also verikit on decoded images (no JPEG decoding) for the split.
+
+Run: ``.venv/bin/python benchmarks/bench_detect_fddb.py [--quick] [--threads 1 2] [--report DIR]``
+(``--quick``: 60 photos, a check that it works). Needs ``python -m verikit_faceapi fetch``.
+Writes ``benchmarks/results/detect_fddb.json`` (``detect_fddb_quick.json`` with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from verikit.evaluate.detection.fddb import read_fddb
+from verikit.evaluate.detection.run import evaluate_detector
+from verikit.io import load_image
+from verikit.registry import detectors
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+BATCH = 8
+# spec -> options: each detector at a low threshold, so the ROC is traced far (FDDB's 1,000 FP and beyond)
+ACCURACY = {
+    "faceapi:ssd": {"landmarks": False, "score_threshold": 0.05},
+    "faceapi:tiny_yolo": {"landmarks": False, "score_threshold": 0.05},
+    "haar": {"min_neighbors": 1, "eyes": False, "border": 0},
+}
+# spec -> options for the speed runs: the detectors as used (face-api.js's default thresholds)
+SPEED = {"faceapi:ssd": {"landmarks": False}, "faceapi:tiny_yolo": {"landmarks": False}}
+
+
+def spec_line(spec: str, options: dict) -> str:
+    return " ".join([spec, *(f"-O {k}={json.dumps(v)}" for k, v in options.items())])
+
+
+def accuracy(items, report: Path | None) -> dict:
+    out, docs = {}, []
+    for spec, options in ACCURACY.items():
+        det = detectors.create(spec, **options)
+        start = time.perf_counter()
+        res = evaluate_detector(det, items, batch_size=BATCH)
+        wall = time.perf_counter() - start
+        doc = {"detector": spec, "options": options, "spec": spec_line(spec, options), "annotations": "FDDB folds 02-10",
+               **res.to_dict()}
+        docs.append(doc)
+        at = doc["recall_at_fp"]
+        out[spec] = {"options": options, "tpr_at_1000_fp": at["recall"], "curve_ends_at_fp": at["curve_ends_at_fp"],
+                     "ap": doc["ap"], "faces": doc["ground_truth"], "images": doc["images"],
+                     "detections": doc["detections"], "true_positives_at_lowest_score": doc["true_positives"],
+                     "detect_seconds": round(res.seconds, 1), "wall_seconds": round(wall, 1)}
+        print(f"{spec_line(spec, options):62s} TPR@1000FP {at['recall']:.4f}"
+              f"{'' if at['reached'] else ' (curve ends at %d FP)' % at['curve_ends_at_fp']}  AP {doc['ap']:.4f}  "
+              f"({res.seconds:.0f} s detecting, {wall:.0f} s in all)", flush=True)
+    if report is not None:
+        from verikit.report.detection import write_detection_report
+
+        paths = write_detection_report(docs, report, title="Face detectors on FDDB folds 02-10")
+        print(f"report: {paths['html']}")
+    return out
+
+
+def _batches(seq, n=BATCH):
+    return [seq[i:i + n] for i in range(0, len(seq), n)]
+
+
+def speed(paths: list[Path], threads: list[int], rounds: int) -> dict:
+    out = {}
+    for spec, options in SPEED.items():
+        det = detectors.create(spec, **options)
+        pil = [load_image(p) for p in paths]
+        with torch.inference_mode():
+            prepared = [det.prepare(b) for b in _batches(pil)]
+        net = det.net
+
+        @torch.inference_mode()
+        def raw(batches=prepared):
+            for x in batches:
+                net(x)
+
+        def from_files():
+            for b in _batches(paths):
+                det.detect([load_image(p) for p in b])
+
+        def decoded():
+            for b in _batches(pil):
+                det.detect(b)
+
+        for n in threads:
+            torch.set_num_threads(n)
+            raw(prepared[:1]), decoded()  # warm-up
+            times: dict[str, list[float]] = {"raw": [], "from_files": [], "decoded": []}
+            for _ in range(rounds):
+                for name, fn in (("raw", raw), ("from_files", from_files), ("decoded", decoded)):
+                    t = time.perf_counter()
+                    fn()
+                    times[name].append(time.perf_counter() - t)
+            ips = {k: len(paths) / statistics.median(v) for k, v in times.items()}
+            key = f"{spec}/threads={n}"
+            out[key] = {"verikit_from_files_images_per_s": round(ips["from_files"], 2),
+                        "verikit_decoded_images_per_s": round(ips["decoded"], 2),
+                        "raw_forward_images_per_s": round(ips["raw"], 2),
+                        "ratio_from_files": round(ips["from_files"] / ips["raw"], 3),
+                        "ratio_decoded": round(ips["decoded"] / ips["raw"], 3)}
+            print(f"{key:32s} verikit from files {ips['from_files']:6.2f} img/s, decoded {ips['decoded']:6.2f}; "
+                  f"raw forward {ips['raw']:6.2f} img/s; ratio {ips['from_files'] / ips['raw']:.3f} "
+                  f"(decoded {ips['decoded'] / ips['raw']:.3f})", flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="60 photos: check that it works")
+    ap.add_argument("--speed-images", type=int, default=400, help="photos timed for speed (full run)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip", choices=["accuracy", "speed"], default=None)
+    ap.add_argument("--report", type=Path, default=None, help="write the HTML report of the ROC curves here")
+    args = ap.parse_args()
+    from verikit_faceapi import detector_unavailable
+
+    if detector_unavailable():
+        print(f"skipped: {detector_unavailable()}")
+        return
+    data = Path(os.environ.get("VERIKIT_DATA") or REPO.parent / "shared" / "data") / "fddb" / "FDDB-folds"
+    items = read_fddb(data)
+    if args.quick:
+        items = items[:60]
+    n_speed = min(len(items), 24 if args.quick else args.speed_images)
+    report = {"dataset": f"FDDB folds 02-10 ({data})" + (", first 60 photos (--quick)" if args.quick else ""),
+              "images": len(items), "faces": int(sum(len(i.boxes) for i in items)),
+              "scoring": "FDDB discrete score: ellipse-region overlap > 0.5, Hungarian matching per threshold",
+              "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}", "date": time.strftime("%Y-%m-%d")}
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    if args.skip != "accuracy":
+        report["accuracy"] = accuracy(items, args.report)
+    if args.skip != "speed":
+        report["speed"] = {"images": n_speed, "batch": BATCH, "rounds": 1 if args.quick else args.rounds,
+                           "results": speed([i.path for i in items[:n_speed]], args.threads,
+                                            1 if args.quick else args.rounds)}
+    RESULTS.mkdir(exist_ok=True)
+    target = RESULTS / ("detect_fddb_quick.json" if args.quick else "detect_fddb.json")
+    target.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main()
