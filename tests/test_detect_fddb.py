@@ -21,7 +21,7 @@ from verikit.errors import DataError
 from verikit.evaluate.detection.annotations import load_annotations
 from verikit.evaluate.detection.fddb import read_fddb
 from verikit.evaluate.detection.regions import ellipse_bounds, ellipse_box_overlaps
-from verikit.evaluate.detection.roc import fddb_roc, ranked_roc
+from verikit.evaluate.detection.roc import DiscreteROC, fddb_roc, ranked_roc
 from verikit.evaluate.detection.run import evaluate_detector
 from verikit.registry import detectors
 from verikit.structures import Detections
@@ -196,6 +196,16 @@ def test_recall_at_false_positives_and_average_precision():
     assert roc.average_precision() == pytest.approx(0.25 + 0.25 * 2 / 3)
 
 
+def test_the_saved_corners_give_the_same_recall_at_every_false_positive_count():
+    rng = np.random.default_rng(0)
+    is_tp = rng.random(400) < 0.3
+    roc = ranked_roc(np.sort(rng.random(400))[::-1], is_tp, n_gt=200)
+    d = roc.to_dict()
+    assert d["points"] == 400 and len(d["thresholds"]) <= int(is_tp.sum()) + 2
+    saved = DiscreteROC(np.array(d["thresholds"]), np.array(d["true_positives"]), np.array(d["false_positives"]), 200)
+    assert all(saved.recall_at_fp(f) == roc.recall_at_fp(f) for f in range(0, 300))
+
+
 # -- the runner and the command -------------------------------------------------------------------------
 class FixedBoxes:
     """Returns, per image size, boxes chosen for the FDDB folder above (score descending)."""
@@ -239,7 +249,8 @@ def test_benchmark_detection_runs_several_detectors_and_reports_them_side_by_sid
                                   "-f", "json", "-q"])
         assert one.exit_code == 0, one.output
         doc = json.loads(one.stdout)
-        assert doc["spec"] == "fixed -O shift=0.5" and doc["true_positives"] == 2 and len(doc["roc"]["thresholds"]) == 4
+        assert doc["spec"] == "fixed -O shift=0.5" and doc["true_positives"] == 2 and doc["roc"]["points"] == 4
+        assert doc["roc"]["true_positives"] == [1, 2, 2] and doc["roc"]["false_positives"] == [0, 1, 2]  # corners
         (tmp_path / "earlier.json").write_text(one.stdout)
         table = runner.invoke(app, ["benchmark", "detection", "-a", str(folds), "-d", "fixed", "-d", "fixed:b",
                                     "-q", "--result", str(tmp_path / "earlier.json"), "--report", str(tmp_path / "rep")])

@@ -42,10 +42,27 @@ class DiscreteROC:
     def average_precision(self) -> float:
         return ap_from_counts(self.true_positives, self.false_positives, self.n_faces)
 
+    def corners(self) -> np.ndarray:
+        """Indices of the points where the true positives rise, and the last point: the recall at
+        any number of false positives reads the same from them as from every point (a detector
+        scoring every box differently has as many points as boxes; this keeps at most faces + 2)."""
+        if not len(self.thresholds):
+            return np.zeros(0, dtype=np.int64)
+        rise = np.r_[True, self.true_positives[1:] != self.true_positives[:-1]]
+        rise[-1] = True
+        return np.flatnonzero(rise)
+
+    def at_fp(self, fps: "Sequence[int]") -> list[float]:
+        """The recall at each of several false-positive counts."""
+        return [self.recall_at_fp(int(f)) for f in fps]
+
     def to_dict(self) -> dict:
-        return {"thresholds": [round(float(t), 6) for t in self.thresholds],
-                "true_positives": [int(v) for v in self.true_positives],
-                "false_positives": [int(v) for v in self.false_positives], "faces": self.n_faces}
+        """The curve's corners (:meth:`corners`), with the number of points it has in all."""
+        keep = self.corners()
+        return {"thresholds": [round(float(t), 6) for t in self.thresholds[keep]],
+                "true_positives": [int(v) for v in self.true_positives[keep]],
+                "false_positives": [int(v) for v in self.false_positives[keep]], "faces": self.n_faces,
+                "points": int(len(self.thresholds))}
 
 
 def ap_from_counts(tps: np.ndarray, fps: np.ndarray, n_gt: int) -> float:
