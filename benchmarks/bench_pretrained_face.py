@@ -193,6 +193,9 @@ def main() -> None:
     ap.add_argument("--datasets", default="orl,train,yalefaces,yale,landmarks")
     ap.add_argument("--boxes", default=",".join(b for _, b in BOX_SOURCES),
                     help="box sources of the faceapi rows (ssd,tiny_yolo,haar)")
+    ap.add_argument("--only-boxes", action="store_true",
+                    help="only the rows whose faces come from the --boxes sources (e.g. to add a new detector's rows)")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--train-epochs", type=int, default=10, help="epochs of the s1-s30 training rows")
     ap.add_argument("--results", type=Path, default=RESULTS / "pretrained_face.json")
     args = ap.parse_args()
@@ -200,7 +203,7 @@ def main() -> None:
     if missing:  # an optional download: skipped, not failed, in run_all.py
         print(f"skipped: {', '.join(missing)} not in {default_dir()}; run: python -m verikit_faceapi fetch")
         return
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     models = {view: Embedder.build("faceapi:dlib_resnet", input_spec=descriptor_input_spec(),
                                    backbone_options={"pretrained": True}, embed_from="pooled", tta=tta).eval()
               for view, tta in (("single view", "none"), ("mirror-averaged", "hflip"))}
@@ -209,6 +212,14 @@ def main() -> None:
                  "rows": []}
     sets = args.datasets.split(",")
     sources = [(name, b) for name, b in BOX_SOURCES if b in args.boxes.split(",")]
+    wanted = {f"faceapi:{b}" for _, b in sources}
+
+    def keep(inputs: dict) -> dict:  # --only-boxes: the rows of the chosen box sources alone
+        return {k: v for k, v in inputs.items() if not args.only_boxes or (v is not None and v.detector in wanted)}
+
+    def save() -> None:  # after each data set, so a run cut short keeps what it measured
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(out, indent=2) + "\n")
     if "orl" in sets:
         inputs = {"whole image": None,
                   "Haar crop": PipelineSettings("haar", align=False),
@@ -218,7 +229,8 @@ def main() -> None:
                   "SSD boxes, landmark chip, margin 0.2 (verikit default)": PipelineSettings("faceapi"),
                   "Haar boxes, landmark chip, margin 0.25, landmarks found on the equalised image":
                       PipelineSettings("faceapi:haar", {"equalize": True}, crop_margin=0.25)}
-        out["rows"] += verification_rows("ORL s31-s40", orl_split().val, inputs, models, args.boot)
+        out["rows"] += verification_rows("ORL s31-s40", orl_split().val, keep(inputs), models, args.boot)
+        save()
     if "train" in sets:
         out["rows"] += trained_on_s1_s30(PipelineSettings("faceapi:haar", crop_margin=0.25), args.boot, args.train_epochs)
     if "yalefaces" in sets and (SHARED / "yalefaces").is_dir():
@@ -229,7 +241,8 @@ def main() -> None:
                      for name, boxes in sources},
                   "Haar boxes, landmark chip, margin 0.25, landmarks found on the equalised image":
                       PipelineSettings("faceapi:haar", {"equalize": True}, crop_margin=0.25)}
-        out["rows"] += verification_rows("Yale faces, all 15 people", items, inputs, models, args.boot)
+        out["rows"] += verification_rows("Yale faces, all 15 people", items, keep(inputs), models, args.boot)
+        save()
     if "yale" in sets and (SHARED / "cropped_yale_b").is_dir():
         inputs = {"whole image": None,
                   "landmark chip, margin 0.25": PipelineSettings("faceapi:none", crop_margin=0.25),
@@ -242,8 +255,9 @@ def main() -> None:
         # Yale B's lighting: also the model with verikit's histogram equalisation (InputSpec.equalize)
         equalised = Embedder.build("faceapi:dlib_resnet", input_spec=replace(descriptor_input_spec(), equalize="histogram"),
                                    backbone_options={"pretrained": True}, embed_from="pooled", tta="hflip").eval()
-        out["rows"] += verification_rows("Extended Yale B, last 10 people", yale_split().val, inputs,
+        out["rows"] += verification_rows("Extended Yale B, last 10 people", yale_split().val, keep(inputs),
                                          {**models, "mirror-averaged, histogram-equalised": equalised}, args.boot)
+        save()
     if "landmarks" in sets:
         xmls = [SHARED / "dlib_faces" / f for f in ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml")]
         if all(x.is_file() for x in xmls):
