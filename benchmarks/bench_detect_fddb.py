@@ -18,7 +18,7 @@ in one run:
   the default ``border=0.5`` is timed as well, with the number of photos it searches twice.
 
 Run: ``.venv/bin/python benchmarks/bench_detect_fddb.py [--quick] [--threads 1 2] [--report DIR]
-[--folds 2 3 ...] [--skip accuracy|speed] [--out FILE]`` (``--quick``: 60 photos, a check that it
+[--folds 2 3 ...] [--skip accuracy|speed] [--speed-target-only] [--speed-detector SPEC ...] [--out FILE]`` (``--quick``: 60 photos, a check that it
 works). Needs ``python -m verikit_faceapi fetch``. Writes ``benchmarks/results/detect_fddb.json``
 (``detect_fddb_quick.json`` with ``--quick``), after each detector, so a run cut short keeps what
 it measured.
@@ -98,10 +98,12 @@ def _batches(seq, n=BATCH):
     return [seq[i:i + n] for i in range(0, len(seq), n)]
 
 
-def speed(paths: list[Path], threads: list[int], rounds: int, save, out: dict, target_only: bool = False) -> dict:
-    """Time each of SPEED (``target_only``: the border=0 ones); ``save()`` after each, like accuracy()."""
+def speed(paths: list[Path], threads: list[int], rounds: int, save, out: dict, target_only: bool = False,
+          specs: list[str] | None = None) -> dict:
+    """Time each of SPEED (``target_only``: the border=0 ones; ``specs``: those specs only); ``save()``
+    after each, like accuracy()."""
     for spec, options in SPEED:
-        if target_only and options.get("border") != 0:
+        if (target_only and options.get("border") != 0) or (specs and spec not in specs):
             continue
         det = detectors.create(spec, **options)
         pil = [load_image(p) for p in paths]
@@ -159,6 +161,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--skip", choices=["accuracy", "speed"], default=None)
     ap.add_argument("--speed-target-only", action="store_true", help="time only the border=0 runs (the ratio target)")
+    ap.add_argument("--speed-detector", nargs="+", default=None, help="time only these specs (e.g. faceapi:tiny_yolo)")
     ap.add_argument("--report", type=Path, default=None, help="write the HTML report of the ROC curves here")
     ap.add_argument("--folds", type=int, nargs="+", default=None,
                     help="FDDB fold numbers to score (default: every ellipse list in the folder, 02-10)")
@@ -195,7 +198,7 @@ def main() -> None:
     if args.skip != "speed":
         report["speed"] = {"images": n_speed, "batch": BATCH, "rounds": 1 if args.quick else args.rounds, "results": {}}
         speed([i.path for i in items[:n_speed]], args.threads, 1 if args.quick else args.rounds, save,
-              report["speed"]["results"], args.speed_target_only)
+              report["speed"]["results"], args.speed_target_only, args.speed_detector)
     save()
     print(f"wrote {target}")
 
