@@ -5,7 +5,9 @@ trained from scratch here stay near 12% (README). This script measures the remed
 ships as the plugin ``verikit-faceapi``: dlib's ResNet-29 face descriptor (about 3 million faces
 of training, 99.38% on LFW; face-api.js's weights from the npm package ``@vladmandic/face-api``,
 rebuilt in PyTorch) on face chips aligned by verikit on 68 landmarks (the plugin's ``faceapi``
-detector: Haar boxes refined by face-api.js's landmark network; ``verikit.pipeline.alignment``).
+detector: face boxes from face-api.js's SSD-MobileNetV1 (``faceapi:ssd``, the default), its
+Tiny-YOLOv2 (``faceapi:tiny_yolo``) or OpenCV's Haar cascade (``faceapi:haar``), and face-api.js's
+landmark network placing the 68 points in each box; ``verikit.pipeline.alignment``).
 
 Rows, all through :class:`verikit.pipeline.detection.FaceCropper` and an
 :class:`~verikit.models.embedder.Embedder` built on ``faceapi:dlib_resnet`` (templates = the
@@ -13,8 +15,8 @@ descriptor, ``embed_from: pooled``), each single view and mirror-averaged:
 
 * ORL s31-s40, all pairs (450 genuine / 4,500 impostor), subject bootstrap as in
   ``bench_accuracy.py``: the whole photo, Haar crops, Haar crops with the eyes levelled, and
-  landmark-aligned chips (margin 0.25, dlib's own chip; and 0.2, verikit's default margin);
-  raw pixels as the baseline. Nothing is trained on s1-s30.
+  landmark-aligned chips (margin 0.25, dlib's own chip; and 0.2, verikit's default margin) with
+  boxes from each of the three detectors; raw pixels as the baseline. Nothing is trained on s1-s30.
 * ORL after ``verikit train`` on the s1-s30 chips from the pretrained descriptor (backbone frozen,
   or unfrozen at a tenth of the learning rate after the neck), templates from the trained neck
   and from the descriptor under it.
@@ -22,7 +24,8 @@ descriptor, ``embed_from: pooled``), each single view and mirror-averaged:
   light, expressions, glasses), all pairs: the whole photo, Haar crops and landmark chips.
 * Extended Yale B (cropped), the last 10 of 38 people (the test people of ``bench_accuracy.py``),
   all pairs: whole image vs landmark chips (``boxes: none``: the photos are face crops already,
-  and many are too dark for Haar); also with verikit's histogram equalisation of the chips, and
+  and many are too dark for Haar; and boxes from SSD and Tiny-YOLO, which search a grey border
+  around a face that fills the frame); also with verikit's histogram equalisation of the chips, and
   with the landmark network shown an equalised copy (the detector's ``equalize`` option; off by
   default, and measured on every set here).
 * The landmark network itself on dlib_faces' ``*_with_face_landmarks.xml`` (43 faces): the mean
@@ -54,6 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_accuracy import SHARED, fmt, orl_split, raw_pixels, score, yale_split  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# the face box sources of the faceapi detector measured here: (row name, faceapi:ARGUMENT)
+BOX_SOURCES = [("SSD", "ssd"), ("Tiny-YOLO", "tiny_yolo"), ("Haar", "haar")]
 
 
 def crops_of(paths: list[Path], settings) -> tuple[list[Image.Image], int]:
@@ -186,6 +191,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--datasets", default="orl,train,yalefaces,yale,landmarks")
+    ap.add_argument("--boxes", default=",".join(b for _, b in BOX_SOURCES),
+                    help="box sources of the faceapi rows (ssd,tiny_yolo,haar)")
+    ap.add_argument("--only-boxes", action="store_true",
+                    help="only the rows whose faces come from the --boxes sources (e.g. to add a new detector's rows)")
+    ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--train-epochs", type=int, default=10, help="epochs of the s1-s30 training rows")
     ap.add_argument("--results", type=Path, default=RESULTS / "pretrained_face.json")
     args = ap.parse_args()
@@ -193,7 +203,7 @@ def main() -> None:
     if missing:  # an optional download: skipped, not failed, in run_all.py
         print(f"skipped: {', '.join(missing)} not in {default_dir()}; run: python -m verikit_faceapi fetch")
         return
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     models = {view: Embedder.build("faceapi:dlib_resnet", input_spec=descriptor_input_spec(),
                                    backbone_options={"pretrained": True}, embed_from="pooled", tta=tta).eval()
               for view, tta in (("single view", "none"), ("mirror-averaged", "hflip"))}
@@ -201,35 +211,53 @@ def main() -> None:
                             "verikit-faceapi", "scoring": "cosine on L2-normalised descriptors; subject bootstrap",
                  "rows": []}
     sets = args.datasets.split(",")
+    sources = [(name, b) for name, b in BOX_SOURCES if b in args.boxes.split(",")]
+    wanted = {f"faceapi:{b}" for _, b in sources}
+
+    def keep(inputs: dict) -> dict:  # --only-boxes: the rows of the chosen box sources alone
+        return {k: v for k, v in inputs.items() if not args.only_boxes or (v is not None and v.detector in wanted)}
+
+    def save() -> None:  # after each data set, so a run cut short keeps what it measured
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text(json.dumps(out, indent=2) + "\n")
     if "orl" in sets:
         inputs = {"whole image": None,
                   "Haar crop": PipelineSettings("haar", align=False),
                   "Haar crop, eyes levelled": PipelineSettings("haar"),
-                  "landmark chip, margin 0.25": PipelineSettings("faceapi", crop_margin=0.25),
-                  "landmark chip, margin 0.2 (verikit default)": PipelineSettings("faceapi"),
-                  "landmark chip, margin 0.25, landmarks found on the equalised image":
-                      PipelineSettings("faceapi", {"equalize": True}, crop_margin=0.25)}
-        out["rows"] += verification_rows("ORL s31-s40", orl_split().val, inputs, models, args.boot)
+                  **{f"{name} boxes, landmark chip, margin 0.25": PipelineSettings(f"faceapi:{boxes}", crop_margin=0.25)
+                     for name, boxes in sources},
+                  "SSD boxes, landmark chip, margin 0.2 (verikit default)": PipelineSettings("faceapi"),
+                  "Haar boxes, landmark chip, margin 0.25, landmarks found on the equalised image":
+                      PipelineSettings("faceapi:haar", {"equalize": True}, crop_margin=0.25)}
+        out["rows"] += verification_rows("ORL s31-s40", orl_split().val, keep(inputs), models, args.boot)
+        save()
     if "train" in sets:
-        out["rows"] += trained_on_s1_s30(PipelineSettings("faceapi", crop_margin=0.25), args.boot, args.train_epochs)
+        out["rows"] += trained_on_s1_s30(PipelineSettings("faceapi:haar", crop_margin=0.25), args.boot, args.train_epochs)
     if "yalefaces" in sets and (SHARED / "yalefaces").is_dir():
         # Yale Face Database: 15 people x 11 conditions (lighting, expressions, glasses), faces small in the frame
         items = sorted((p.name.split(".")[0], p) for p in (SHARED / "yalefaces").iterdir() if p.name.startswith("subject"))
         inputs = {"whole image": None, "Haar crop, eyes levelled": PipelineSettings("haar"),
-                  "landmark chip, margin 0.25": PipelineSettings("faceapi", crop_margin=0.25),
-                  "landmark chip, margin 0.25, landmarks found on the equalised image":
-                      PipelineSettings("faceapi", {"equalize": True}, crop_margin=0.25)}
-        out["rows"] += verification_rows("Yale faces, all 15 people", items, inputs, models, args.boot)
+                  **{f"{name} boxes, landmark chip, margin 0.25": PipelineSettings(f"faceapi:{boxes}", crop_margin=0.25)
+                     for name, boxes in sources},
+                  "Haar boxes, landmark chip, margin 0.25, landmarks found on the equalised image":
+                      PipelineSettings("faceapi:haar", {"equalize": True}, crop_margin=0.25)}
+        out["rows"] += verification_rows("Yale faces, all 15 people", items, keep(inputs), models, args.boot)
+        save()
     if "yale" in sets and (SHARED / "cropped_yale_b").is_dir():
         inputs = {"whole image": None,
-                  "landmark chip, margin 0.25": PipelineSettings("faceapi", {"boxes": "none"}, crop_margin=0.25),
+                  "landmark chip, margin 0.25": PipelineSettings("faceapi:none", crop_margin=0.25),
                   "landmark chip, margin 0.25, landmarks found on the equalised image":
-                      PipelineSettings("faceapi", {"boxes": "none", "equalize": True}, crop_margin=0.25)}
+                      PipelineSettings("faceapi:none", {"equalize": True}, crop_margin=0.25),
+                  **{f"{name} boxes, landmark chip, margin 0.25{extra}": PipelineSettings(f"faceapi:{boxes}", options,
+                                                                                          crop_margin=0.25)
+                     for name, boxes in sources if boxes != "haar"
+                     for extra, options in (("", {}), (", landmarks found on the equalised image", {"equalize": True}))}}
         # Yale B's lighting: also the model with verikit's histogram equalisation (InputSpec.equalize)
         equalised = Embedder.build("faceapi:dlib_resnet", input_spec=replace(descriptor_input_spec(), equalize="histogram"),
                                    backbone_options={"pretrained": True}, embed_from="pooled", tta="hflip").eval()
-        out["rows"] += verification_rows("Extended Yale B, last 10 people", yale_split().val, inputs,
+        out["rows"] += verification_rows("Extended Yale B, last 10 people", yale_split().val, keep(inputs),
                                          {**models, "mirror-averaged, histogram-equalised": equalised}, args.boot)
+        save()
     if "landmarks" in sets:
         xmls = [SHARED / "dlib_faces" / f for f in ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml")]
         if all(x.is_file() for x in xmls):

@@ -1,6 +1,7 @@
 """Every registered plugin passes verikit.testing's contract checks (parametrised over the registries).
 
-Each is built from its factory's declared ``example`` (a small build; verikit.interfaces), and
+Each is built from its factory's declared ``example`` (a small build; verikit.interfaces), or from
+each of its ``examples`` when it declares several, and
 one that says it cannot be built here (``unavailable()``: weights not fetched) is skipped with
 its reason; its own tests check it on converted random weights.
 """
@@ -33,8 +34,8 @@ BACKBONE_OPTIONS = {"ensemble": _ensemble_members}  # core built-in name -> opti
 def test_detector_contract(name):
     if detectors.status(name) != "ok":
         pytest.skip(f"{name}: {detectors.status(name)}")
-    spec, options = detectors.example(name)
-    testing.check_detector(detectors.create(spec, **options))
+    for spec, options in detectors.examples(name):  # each network a factory's argument picks
+        testing.check_detector(detectors.create(spec, **options))
 
 
 @pytest.mark.parametrize("name", backbones.names())

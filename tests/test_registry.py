@@ -106,3 +106,21 @@ def test_temporary_registration_is_undone_and_bad_options_are_named(fake_eps):
         with pytest.raises(PluginError, match="does not accept these options"):
             reg.create("t", nope=1)
     assert reg.names() == []
+
+
+def test_examples_are_the_declared_list_else_the_one_example(fake_eps):
+    reg = Registry("detector")
+
+    def plain(arg=None):
+        return arg
+
+    def several(arg=None, **options):
+        return arg
+
+    several.example = ("s:a", {"k": 1})
+    several.examples = [("s:a", {"k": 1}), ("s:b", {})]
+    with reg.temporary("p", plain), reg.temporary("s", several):
+        assert reg.examples("p") == [("p", {})]
+        assert reg.examples("s") == [("s:a", {"k": 1}), ("s:b", {})]
+        reg.examples("s")[0][1]["k"] = 2  # a copy: the factory's declaration is not changed
+        assert several.examples[0][1] == {"k": 1}

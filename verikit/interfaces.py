@@ -13,6 +13,9 @@ A factory may also carry attributes that tell verikit more about it (all optiona
 * ``train``: the factory is trainable (:class:`TrainableDetector`, :class:`TrainableSegmenter`);
 * ``example``: ``(spec, options)`` of a small build, used by the contract tests and as the
   default of commands that need a component of this kind (``verikit detect train``);
+* ``examples``: a list of such builds, each checked by the contract tests, for a factory whose
+  argument picks different networks (``faceapi:ssd``, ``faceapi:tiny_yolo``); ``example`` stays
+  the one a command uses;
 * ``preference``: an int; among installed components the highest is the default where a command
   needs one and the user named none (``verikit detect``); ties go to the name that sorts first;
 * ``unavailable()``: ``None`` when the component can be built here, else the one-line reason it

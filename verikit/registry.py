@@ -144,6 +144,11 @@ class Registry(Generic[T]):
         spec, options = getattr(self.get(name), "example", (name, {}))
         return spec, dict(options)
 
+    def examples(self, name: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every small build of ``name`` the contract tests check: ``examples``, else ``[example]``."""
+        declared = getattr(self.get(name), "examples", None)
+        return [(spec, dict(options)) for spec, options in declared] if declared else [self.example(name)]
+
     def preferred(self, *, where: Callable[[Any], bool] | None = None) -> str:
         """The default component of this kind: the installed, buildable factory with the highest
         ``preference`` (ties: the name that sorts first), among those ``where(factory)`` accepts."""

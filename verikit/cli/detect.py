@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .common import (EXIT_PARTIAL, FormatOpt, OutputFormat, QuietOpt, emit, images_with_progress, output_name,
+from .common import (EXIT_PARTIAL, FormatOpt, OutputFormat, QuietOpt, emit, images_with_progress, info, output_name,
                      progress_bar, report_skipped, warn)
 
 PIPELINE_PANEL = "Detection and segmentation"
@@ -110,46 +110,109 @@ def detect(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+def detector_spec_line(spec: str, options: dict[str, Any]) -> str:
+    """The detector as a command line names it: ``faceapi:ssd -O score_threshold=0.1``."""
+    parts = [spec] + [f"-O {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in options.items()]
+    return " ".join(parts)
+
+
+def _read_result(path: Path) -> list[dict[str, Any]]:
+    """A ``benchmark detection --format json`` document (one result, or a list of them)."""
+    from ..errors import DataError
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"cannot read detection result '{path}': {' '.join(str(exc).split())}") from exc
+    docs = doc if isinstance(doc, list) else [doc]
+    for d in docs:
+        if not (isinstance(d, dict) and isinstance(d.get("roc"), dict) and "ap" in d and "detector" in d):
+            raise DataError(f"'{path}' is not a result of `verikit benchmark detection --format json` "
+                            "(no detector, ap and roc)")
+    return docs
+
+
 def benchmark_detection(
-    annotations: Annotated[Path, typer.Option(
-        "--annotations", "-a", help="dlib XML, Pascal VOC XML (file or folder) or CSV path,x1,y1,x2,y2.",
-        show_default=False)],
-    detector: Annotated[Optional[str], typer.Option(
-        "--detector", "-d", show_default=False,
-        help="Detector spec. Default: as for `verikit detect`.")] = None,
-    detector_option: DetectorOptionOpt = None,
-    iou: Annotated[float, typer.Option("--iou", min=0.05, max=1.0, help="IoU for a detection to count as a hit.")] = 0.5,
-    images_root: Annotated[Optional[Path], typer.Option(
-        "--images", help="Folder the annotation's image paths are relative to (default: the file's folder).",
+    annotations: Annotated[Optional[Path], typer.Option(
+        "--annotations", "-a", help="dlib XML, Pascal VOC XML (file or folder), CSV path,x1,y1,x2,y2, or FDDB "
+                                    "ellipse lists (a FDDB-fold-NN-ellipseList.txt or the FDDB-folds folder).",
         show_default=False)] = None,
+    detector: Annotated[Optional[list[str]], typer.Option(
+        "--detector", "-d", show_default=False,
+        help="Detector spec; repeat to compare several (each gets every -O option). Default: as for "
+             "`verikit detect`.")] = None,
+    detector_option: DetectorOptionOpt = None,
+    iou: Annotated[float, typer.Option(
+        "--iou", min=0.05, max=1.0,
+        help="Overlap for a detection to count as a hit (boxes: IoU >= it; FDDB ellipses: region overlap > it).")] = 0.5,
+    at_fp: Annotated[int, typer.Option(
+        "--at-fp", min=1, help="Report the recall reached with at most this many false positives.")] = 1000,
+    images_root: Annotated[Optional[Path], typer.Option(
+        "--images", help="Folder the annotation's image paths are relative to (default: the file's folder; "
+                         "FDDB: its originalPics folder).", show_default=False)] = None,
     label: Annotated[Optional[str], typer.Option(
         "--label", help="VOC only: score objects of this class name (default: every object).", show_default=False)] = None,
+    result: Annotated[Optional[list[Path]], typer.Option(
+        "--result", show_default=False,
+        help="An earlier `benchmark detection --format json` output to show beside this run in --report; "
+             "repeatable. With only --result, nothing is detected.")] = None,
+    report: Annotated[Optional[Path], typer.Option(
+        "--report", show_default=False,
+        help="Write report.html (ROC curves of all the detectors side by side), report.json and figures/ to DIR.")] = None,
     fmt: FormatOpt = OutputFormat.table,
     quiet: QuietOpt = False,
 ) -> None:
-    """Precision, recall and AP of a detector on annotated images, at IoU >= --iou.
+    """Score detectors on annotated images: precision, recall, AP, the discrete ROC and the recall
+    at --at-fp false positives. FDDB's ellipse lists are scored by FDDB's own rule.
 
-    Example: verikit benchmark detection --annotations dlib_faces/testing.xml --detector haar
+    Example: verikit benchmark detection --annotations fddb/FDDB-folds --detector faceapi:ssd --detector haar --report out/
     """
-    from ..evaluate.detection.annotations import load_annotations
-    from ..evaluate.detection.run import evaluate_detector
+    import time
+
+    from rich.text import Text
+
     from ..registry import detectors
 
-    items = load_annotations(annotations, images_root=images_root, label=label)
-    detector = detector or detectors.preferred()
-    det = detectors.create(detector, **parse_detector_options(detector_option))
-    with progress_bar(f"detecting in {len(items)} image(s)", len(items), quiet) as advance:
-        result = evaluate_detector(det, items, iou_threshold=iou, progress=advance)
-    for path, reason in result.failures:
-        warn(f"skipped {reason}")
-    data = {"detector": detector, "options": parse_detector_options(detector_option),
-            "annotations": str(annotations), **result.to_dict()}
+    earlier = [d for p in (result or []) for d in _read_result(p)]
+    specs = list(detector or ([] if earlier else [detectors.preferred()]))
+    if specs and annotations is None:
+        raise typer.BadParameter("needed to run a detector", param_hint="--annotations")
+    options = parse_detector_options(detector_option)
+    built = [(spec, detectors.create(spec, **options)) for spec in specs]  # every spec checked before any runs
+    runs: list[dict[str, Any]] = []
+    skipped = False
+    if built:
+        from ..evaluate.detection.annotations import load_annotations
+        from ..evaluate.detection.run import evaluate_detector
+
+        items = load_annotations(annotations, images_root=images_root, label=label)
+        for spec, det in built:
+            line = detector_spec_line(spec, options)
+            with progress_bar(f"{line}: detecting in {len(items)} image(s)", len(items), quiet) as advance:
+                res = evaluate_detector(det, items, iou_threshold=iou, progress=advance, at_fp=at_fp)
+            for _, reason in res.failures:
+                warn(f"skipped {reason}")
+            skipped = skipped or bool(res.failures)
+            runs.append({"detector": spec, "options": options, "spec": line, "annotations": str(annotations),
+                         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **res.to_dict()})
+    shown = runs + earlier
+    if report is not None:
+        from ..report.detection import write_detection_report
+
+        paths = write_detection_report(shown, report)
+        info(f"report: {paths['html']}")
     if fmt is OutputFormat.json:
-        emit(data, fmt)
+        emit(runs[0] if len(runs) == 1 else runs, fmt)
     else:
-        m = result.metrics
-        emit(data, fmt, f"{detector} on {annotations} ({result.images} images, {m.ground_truth} boxes) at IoU >= {iou:g}: "
-                        f"precision {m.precision:.4f}, recall {m.recall:.4f}, AP {m.average_precision:.4f} "
-                        f"({m.true_positives} TP, {m.false_positives} FP; {result.seconds:.2f} s detecting)")
-    if result.failures:
+        lines = []
+        for r in runs:
+            at = r.get("recall_at_fp") or {}
+            reach = "" if at.get("reached", True) else f" (its curve ends at {at['curve_ends_at_fp']:,} FP)"
+            lines.append(f"{r['spec']} on {r['annotations']} ({r['images']} images, {r['ground_truth']} faces; "
+                         f"{r['scoring']}): recall at {at_fp:,} FP {at.get('recall', float('nan')):.4f}{reach}, "
+                         f"AP {r['ap']:.4f}; at its lowest score precision {r['precision']:.4f}, recall "
+                         f"{r['recall']:.4f} ({r['true_positives']} TP, {r['false_positives']} FP); "
+                         f"{r['seconds']:.2f} s detecting")
+        emit(runs, fmt, Text("\n".join(lines)))
+    if skipped:
         raise typer.Exit(EXIT_PARTIAL)

@@ -31,6 +31,7 @@ from verikit_faceapi.weights import NETWORKS, convert, default_dir, fetch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_package import write_fake_package  # noqa: E402
+from tf_reference import tf_conv_by_hand  # noqa: E402
 
 BUNDLED_ORL = Path(__file__).resolve().parents[3] / "data" / "orl_faces"
 
@@ -39,9 +40,9 @@ BUNDLED_ORL = Path(__file__).resolve().parents[3] / "data" / "orl_faces"
 def fake(tmp_path_factory):
     """Random networks, their tfjs package folder, and the converted safetensors files."""
     root = tmp_path_factory.mktemp("faceapi")
-    descriptor, landmarks = write_fake_package(root / "package" / "model")
+    nets = write_fake_package(root / "package" / "model")
     convert(root / "package" / "model", root / "weights")
-    return descriptor, landmarks, root
+    return nets.descriptor, nets.landmarks, root
 
 
 def test_tfjs_reader_dequantises_and_checks_the_byte_count(tmp_path):
@@ -69,23 +70,6 @@ def test_same_pad_matches_tensorflow(n, k, s, expected):
     out_w = -(-(n + 1) // s)
     total_w = max((out_w - 1) * s + k - (n + 1), 0)
     assert padded.shape[-2] == n + sum(expected) and padded.shape[-1] == n + 1 + total_w
-
-
-def tf_conv_by_hand(x_hwc: np.ndarray, w_hwio: np.ndarray, stride: int, depthwise: bool = False) -> np.ndarray:
-    """TensorFlow's conv2d / depthwise_conv2d with padding='same', by loops over the output."""
-    h, w, _ = x_hwc.shape
-    k = w_hwio.shape[0]
-    oh, ow = -(-h // stride), -(-w // stride)
-    top = max((oh - 1) * stride + k - h, 0) // 2
-    left = max((ow - 1) * stride + k - w, 0) // 2
-    padded = np.zeros((h + 2 * k, w + 2 * k, x_hwc.shape[2]))
-    padded[top:top + h, left:left + w] = x_hwc
-    out = []
-    for i in range(oh):
-        for j in range(ow):
-            patch = padded[i * stride:i * stride + k, j * stride:j * stride + k]  # (k, k, C)
-            out.append((patch * w_hwio[..., 0]).sum((0, 1)) if depthwise else np.einsum("abc,abco->o", patch, w_hwio))
-    return np.array(out).reshape(oh, ow, -1)
 
 
 def test_converted_layers_compute_what_tensorflow_computes():
@@ -138,7 +122,7 @@ def test_fetch_checks_the_pinned_integrity_and_converts(fake, tmp_path):
     url = (tmp_path / "face-api.tgz").as_uri()
     good = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
     written = fetch(tmp_path / "out", url=url, integrity=good)
-    assert sorted(p.name for p in written) == ["dlib_resnet.safetensors", "landmark68.safetensors"]
+    assert sorted(p.name for p in written) == sorted(n[2] for n in NETWORKS.values())
     for p in written:
         assert p.read_bytes() == (root / "weights" / p.name).read_bytes()
     with pytest.raises(ModelError, match="refusing it"):
@@ -183,7 +167,7 @@ def test_detector_contract_landmarks_and_options(fake):
     dets = whole.detect([face])[0]
     assert dets.landmark_names[:68] == IBUG68_NAMES and dets.landmarks.shape == (1, 70, 2)
     assert np.allclose(dets.landmarks[0, 68], dets.landmarks[0, 36:42].mean(0), atol=1e-4)  # left_eye (image left)
-    haar = create_detector(weights=file)
+    haar = create_detector("haar", weights=file)
     check_detector(haar)
     assert len(haar.detect([face])[0]) == 1  # the Haar box (with its border search) on an ORL photo
     # equalize: the landmark network sees the equalised image (so other points), the boxes stay

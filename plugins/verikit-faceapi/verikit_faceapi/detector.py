@@ -1,5 +1,7 @@
-"""The ``faceapi`` detector: face boxes from another verikit detector (Haar by default), each
-refined by face-api.js's 68-landmark network.
+"""The ``faceapi`` detector's landmark stage: face boxes from a box detector (face-api.js's SSD by
+default, :mod:`verikit_faceapi.face_detector`; or any verikit detector), and face-api.js's
+68-landmark network run on each box. The boxes and scores are the box detector's, unchanged: this
+stage only adds landmarks.
 
 Its :class:`~verikit.structures.Detections` carry the 68 iBUG points
 (:data:`verikit.pipeline.alignment.IBUG68_NAMES`) and the two eye centres (``left_eye``,
@@ -42,7 +44,8 @@ def square_input(image: Any, box: Sequence[float]) -> tuple[torch.Tensor, float,
 
 
 class FaceApiLandmarkDetector:
-    """Boxes from ``box_detector`` (None: the whole image is the face), 68 landmarks per box.
+    """Boxes from ``box_detector`` (None: the whole image is the face), passed through unchanged,
+    with 68 landmarks per box.
     With ``equalize`` the landmark network sees a histogram-equalised copy of each image (dark
     or low-contrast photos); the boxes, and the crops verikit cuts, come from the image as given."""
 
@@ -53,6 +56,10 @@ class FaceApiLandmarkDetector:
         self.margin = margin
         self.equalize = equalize
         self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return (f"FaceApiLandmarkDetector(boxes={self.box_detector!r}, margin={self.margin}, "
+                f"equalize={self.equalize})")
 
     def _boxes(self, images: Sequence[Any]) -> list[Detections]:
         if self.box_detector is None:

@@ -3,8 +3,10 @@
 The weights are face-api.js's, as published in the npm package ``@vladmandic/face-api`` (MIT): a
 registry any machine with ``pip`` or ``npm`` usually reaches. :func:`fetch` downloads the pinned
 tarball over HTTPS (no Node.js needed), checks it against the registry's sha512 integrity string
-pinned here, and :func:`convert` turns the two tfjs models into one safetensors state dict each,
-in :mod:`verikit_faceapi.nets`' parameter names. Offline, ``npm pack @vladmandic/face-api`` on
+pinned here, and :func:`convert` turns its four tfjs models (the descriptor, the 68-point
+landmarks, the SSD and the Tiny-YOLO face detectors) into one safetensors state dict each, in the
+parameter names of :mod:`verikit_faceapi.nets`, :mod:`~verikit_faceapi.ssd` and
+:mod:`~verikit_faceapi.tiny_yolo`. Offline, ``npm pack @vladmandic/face-api`` on
 another machine and ``convert`` of its ``package/model`` folder give the same files.
 
 :func:`locate` resolves a network's file: an explicit ``weights`` path, else the default folder
@@ -35,6 +37,10 @@ NETWORKS = {
                    "dlib_resnet.safetensors"),
     "landmarks": ("face_landmark_68_model-weights_manifest.json", "face_landmark_68_model.bin",
                   "landmark68.safetensors"),
+    "ssd": ("ssd_mobilenetv1_model-weights_manifest.json", "ssd_mobilenetv1_model.bin",
+            "ssd_mobilenetv1.safetensors"),
+    "tiny_yolo": ("tiny_face_detector_model-weights_manifest.json", "tiny_face_detector_model.bin",
+                  "tiny_face_detector.safetensors"),
 }
 FETCH_HINT = "run 'python -m verikit_faceapi fetch' (downloads 13 MB from the npm registry) or pass weights=FILE"
 
@@ -45,8 +51,10 @@ def default_dir() -> Path:
 
 def network_class(network: str):
     from .nets import DlibResNet, Landmark68Net
+    from .ssd import SsdMobileNetV1
+    from .tiny_yolo import TinyYolo
 
-    return {"descriptor": DlibResNet, "landmarks": Landmark68Net}[network]
+    return {"descriptor": DlibResNet, "landmarks": Landmark68Net, "ssd": SsdMobileNetV1, "tiny_yolo": TinyYolo}[network]
 
 
 def locate(network: str, weights: str | os.PathLike | None) -> Path:

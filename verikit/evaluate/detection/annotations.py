@@ -1,12 +1,15 @@
 """Box annotation files -> a list of images with their ground-truth boxes.
 
-Reads three formats, chosen by content (:func:`load_annotations`):
+Reads four formats, chosen by content (:func:`load_annotations`):
 
 * dlib XML (``<dataset><images><image file=...><box top left width height [ignore='1']/>``),
   as written by dlib's imglab and used by ``dlib_faces/training.xml``;
 * Pascal VOC XML (``<annotation><filename>``, ``<object><name><difficult><bndbox>``), one file per
   image, or a folder of them; VOC's 1-based inclusive pixel corners become 0-based edges;
-* CSV rows ``path,x1,y1,x2,y2`` (an optional header line; ``path,,,,`` lists an image with no box).
+* CSV rows ``path,x1,y1,x2,y2`` (an optional header line; ``path,,,,`` lists an image with no box);
+* FDDB's ellipse lists (``FDDB-fold-NN-ellipseList.txt``, or the ``FDDB-folds`` folder holding
+  them), read by :mod:`verikit.evaluate.detection.fddb`: faces are ellipses, scored by region
+  overlap (:mod:`verikit.evaluate.detection.regions`).
 
 Image paths are relative to the annotation file's folder (VOC also tries ``../JPEGImages``) unless
 ``images_root`` is given. Boxes come out as float x1, y1, x2, y2 in pixels. Malformed files raise
@@ -30,6 +33,9 @@ class AnnotatedImage:
     path: Path
     boxes: np.ndarray    # (N, 4) float64 x1, y1, x2, y2
     ignore: np.ndarray   # (N,) bool: dlib ignore='1' / VOC difficult
+    # (N, 5) FDDB ellipses (major_radius, minor_radius, angle, center_x, center_y), or None. When
+    # given, they are the faces (scored by region overlap) and ``boxes`` are their bounding boxes.
+    ellipses: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
@@ -37,6 +43,11 @@ class AnnotatedImage:
             raise DataError(f"annotation for '{self.path}' has an empty or inverted box")
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "ignore", np.asarray(self.ignore, dtype=bool).reshape(-1))
+        if self.ellipses is not None:
+            ellipses = np.asarray(self.ellipses, dtype=np.float64).reshape(-1, 5)
+            if len(ellipses) != len(boxes):
+                raise DataError(f"annotation for '{self.path}' has {len(ellipses)} ellipses for {len(boxes)} boxes")
+            object.__setattr__(self, "ellipses", ellipses)
 
 
 def _parse_xml(path: Path) -> ET.Element:
@@ -137,13 +148,18 @@ def _is_number(text: str) -> bool:
 
 def load_annotations(path: str | Path, *, images_root: str | Path | None = None,
                      label: str | None = None) -> list[AnnotatedImage]:
-    """Read dlib XML, VOC XML (a file or a folder of them) or CSV; format chosen by content."""
+    """Read dlib XML, VOC XML (a file or a folder of them), CSV or FDDB ellipse lists (a file or
+    the folder of folds); format chosen by content."""
+    from .fddb import is_fddb, read_fddb
+
     path = Path(path)
     root_dir = Path(images_root) if images_root is not None else None
+    if is_fddb(path):
+        return read_fddb(path, root_dir)
     if path.is_dir():
         files = sorted(path.glob("*.xml"))
         if not files:
-            raise DataError(f"no VOC .xml files in folder '{path}'")
+            raise DataError(f"no VOC .xml files or FDDB *-ellipseList.txt files in folder '{path}'")
         return [read_voc_xml(f, root_dir, label) for f in files]
     if not path.is_file():
         raise DataError(f"annotations file '{path}' does not exist")

@@ -93,20 +93,10 @@ def match_detections(pred_boxes: Sequence[np.ndarray], pred_scores: Sequence[np.
 
 def average_precision(is_tp: np.ndarray, n_gt: int) -> float:
     """Area under the precision envelope for ranked true/false positives (VOC all-points)."""
-    if n_gt == 0:
-        return float("nan")
+    from .roc import ap_from_counts
+
     is_tp = np.asarray(is_tp, dtype=bool)
-    if is_tp.size == 0:
-        return 0.0
-    tps = np.cumsum(is_tp)
-    fps = np.cumsum(~is_tp)
-    recall = tps / n_gt
-    precision = tps / (tps + fps)
-    r = np.concatenate([[0.0], recall, [recall[-1]]])
-    p = np.concatenate([[1.0], precision, [0.0]])
-    p = np.maximum.accumulate(p[::-1])[::-1]  # envelope: best precision at this recall or beyond
-    steps = np.where(r[1:] != r[:-1])[0]
-    return float(np.sum((r[steps + 1] - r[steps]) * p[steps + 1]))
+    return ap_from_counts(np.cumsum(is_tp), np.cumsum(~is_tp), n_gt)
 
 
 def detection_metrics(pred_boxes: Sequence[np.ndarray], pred_scores: Sequence[np.ndarray],
