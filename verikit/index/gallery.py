@@ -301,6 +301,7 @@ class Gallery:
                 self.flush()
                 self._retry_erasure()
             finally:
+                self._index.close()
                 self._conn.close()
                 self._conn = None
 
