@@ -30,9 +30,11 @@ processes at once, use a server.
 from __future__ import annotations
 
 import json
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -47,6 +49,20 @@ INDEX_TYPES = {"FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX", "DI
 _clients: dict[tuple[str, str, str], Any] = {}  # one client per (uri, token, db) in a process
 
 
+@contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Silence these libraries' loggers for a moment: verikit reports their failures as one line."""
+    logs = [logging.getLogger(n) for n in loggers]
+    levels = [log.level for log in logs]
+    for log in logs:
+        log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for log, level in zip(logs, levels):
+            log.setLevel(level)
+
+
 def _client(uri: str, token: str, db: str):
     key = (uri, token, db)
     if key not in _clients:
@@ -54,7 +70,9 @@ def _client(uri: str, token: str, db: str):
         from pymilvus.exceptions import MilvusException
 
         try:
-            _clients[key] = MilvusClient(uri=uri, token=token, db_name=db) if db else MilvusClient(uri=uri, token=token)
+            with _quiet("milvus_lite.server_manager", "milvus_lite"):  # it logs a traceback, we say one line
+                _clients[key] = (MilvusClient(uri=uri, token=token, db_name=db) if db
+                                 else MilvusClient(uri=uri, token=token))
         except MilvusException as exc:
             hint = (" (Milvus Lite opens a file from one process at a time: is another process using this gallery? "
                     "Use a Milvus server for concurrent access)") if not uri.startswith(("http", "tcp", "grpc")) else ""
@@ -69,6 +87,12 @@ def _release(uri: str, token: str, db: str) -> None:
             client.close()
         except Exception:  # noqa: BLE001 - closing a client that is already gone must not hide the caller's work
             pass
+    if uri.endswith(".db"):
+        # Milvus Lite serves the file from a thread of this process until it exits; stopping it
+        # releases the file for another process (pymilvus's close() leaves it running).
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_server(uri)
 
 
 class MilvusIndex:
@@ -167,13 +191,16 @@ class MilvusIndex:
 
     def ids(self) -> np.ndarray:
         """Every template id the collection holds (what the gallery checks a saved state against)."""
-        it = self._c().query_iterator(self.collection, batch_size=BATCH * 8, output_fields=[FIELD_ID])
         parts = []
-        try:
-            while batch := it.next():
-                parts.append(np.fromiter((r[FIELD_ID] for r in batch), dtype=np.int64, count=len(batch)))
-        finally:
-            it.close()
+        # Milvus Lite lacks the AllocTimestamp call the iterator tries first: it logs an error and a
+        # warning, then uses a client-side timestamp (correct here). Keep that noise off stderr.
+        with _quiet("pymilvus.client.iterator.query_iterator", "grpc._server"):
+            it = self._c().query_iterator(self.collection, batch_size=BATCH * 8, output_fields=[FIELD_ID])
+            try:
+                while batch := it.next():
+                    parts.append(np.fromiter((r[FIELD_ID] for r in batch), dtype=np.int64, count=len(batch)))
+            finally:
+                it.close()
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def vectors(self, ids: np.ndarray) -> np.ndarray:
