@@ -164,3 +164,27 @@ def test_a_lite_file_held_by_another_open_gallery_is_a_one_line_error(tmp_path):
                            capture_output=True, text=True, env=ENV)
         assert r.returncode == 1 and "from one process at a time" in r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_removed_templates_leave_the_milvus_lite_files(tmp_path):
+    """A Milvus delete is only a tombstone: after `remove` no data file of the Lite store may still
+    hold the removed template ids (the collection is rebuilt from SQLite, dropping the old files)."""
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow (a milvus-lite dependency) reads its data files")
+    rng = np.random.default_rng(5)
+    path = tmp_path / "g"
+    with Gallery.create(path, dim=DIM, fingerprint="fp", index="milvus") as g:
+        fill(g, rng, people=3)
+        secret = g.templates("p1")
+    store = path / LITE_FILE
+
+    def stored_ids():
+        return {i for f in store.rglob("*.parquet") if "data" in f.parent.name
+                for i in pq.read_table(f).to_pydict().get("id", [])}
+
+    assert stored_ids() == set(range(1, 10))  # flushed at close: the ids are in the data files
+    with Gallery.open(path) as g:
+        g.remove("p1")
+        assert g.info()["indexed_vectors"] == 6 and g.search(secret[:1], 9)[0][0].identity != "p1"
+    assert stored_ids() == {1, 2, 3, 7, 8, 9}
+    raw = b"".join(f.read_bytes() for f in store.rglob("*") if f.is_file())
+    assert not any(v.astype(np.float32).tobytes() in raw for v in secret)

@@ -175,10 +175,18 @@ class MilvusIndex:
             client.upsert(self.collection, rows)
 
     def remove(self, ids: np.ndarray) -> bool:
+        """A Milvus delete only writes a tombstone; the vectors stay in the data files until a
+        compaction rewrites them. Milvus Lite cannot be asked to compact, so there this returns False
+        and the gallery rebuilds the collection from SQLite (the drop deletes the old files): the
+        removed templates' bytes are then gone, as ``gallery remove`` promises. A server is asked to
+        compact after the delete; when its files are rewritten is up to the server (docs/scale.md)."""
+        if not self.server_uri:
+            return False
         client = self._c()
         ids = [int(i) for i in np.asarray(ids, dtype=np.int64)]
         for start in range(0, len(ids), BATCH):
             client.delete(self.collection, ids=ids[start:start + BATCH])
+        client.compact(self.collection)
         return True
 
     def reset(self) -> None:
