@@ -188,3 +188,47 @@ def test_removed_templates_leave_the_milvus_lite_files(tmp_path):
     assert stored_ids() == {1, 2, 3, 7, 8, 9}
     raw = b"".join(f.read_bytes() for f in store.rglob("*") if f.is_file())
     assert not any(v.astype(np.float32).tobytes() in raw for v in secret)
+
+
+def test_migrate_faiss_to_milvus_and_back_and_check_proves_agreement(tmp_path):
+    """`gallery migrate` builds the new index from SQLite, proves it agrees, records it and deletes
+    the old index's data; `gallery check` reports what it compared."""
+    rng = np.random.default_rng(6)
+    path = tmp_path / "g"
+    queries = unit(rng, 10)
+    with Gallery.create(path, dim=DIM, fingerprint="fp", index="faiss:Flat") as g:
+        fill(g, rng, people=5)
+        before = [[(h.identity, round(h.score, 5)) for h in r] for r in g.search(queries, 3)]
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "verikit.cli.main", *args], capture_output=True, text=True, env=ENV)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    out = json.loads(cli("gallery", "migrate", str(path), "--to", "milvus", "--format", "json").stdout)
+    assert out["from"] == "faiss:Flat" and out["to"] == "milvus"
+    assert out["templates"] == out["indexed_vectors"] == 15 and out["ids_compared"] and out["vectors_sampled"] == 15
+    assert json.loads((path / "index.faiss").read_text())["backend"] == "milvus"  # the faiss copy is replaced
+    assert "15 templates; index milvus holds the same ids as the database, 15 sampled vectors equal" in \
+        cli("gallery", "check", "-g", str(path)).stderr
+    with Gallery.open(path) as g:
+        assert g.index_spec == "milvus" and g._index.rebuilds == 0
+        assert [[(h.identity, round(h.score, 5)) for h in r] for r in g.search(queries, 3)] == before
+    cli("gallery", "migrate", str(path), "--to", "faiss:Flat")
+    assert not (path / LITE_FILE).exists()  # the Milvus copy of the templates is gone
+    assert "15 sampled vectors equal" in cli("gallery", "check", "-g", str(path)).stderr
+    r = subprocess.run([sys.executable, "-m", "verikit.cli.main", "gallery", "migrate", str(path), "--to", "faiss:Flat"],
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 1 and "already uses index 'faiss:Flat'" in r.stderr
+
+
+def test_check_finds_an_index_that_disagrees_with_the_database(tmp_path):
+    rng = np.random.default_rng(7)
+    with Gallery.create(tmp_path / "g", dim=DIM, fingerprint="fp", index="milvus") as g:
+        fill(g, rng, people=3)
+        assert g.check() == []
+        backend = g._index.backend
+        backend.add(np.array([1], dtype=np.int64), unit(rng, 1))  # a vector changed behind the gallery's back
+        assert any("1 of 9 sampled vectors in the index differ" in p for p in g.check())
+        backend.add(np.array([999], dtype=np.int64), unit(rng, 1))  # an id the database does not hold
+        assert any("holds 1 it does not [999]" in p for p in g.check())

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -196,6 +197,15 @@ class MilvusIndex:
             client.drop_collection(self.collection)
         self._ready = False
         self._c()
+
+    def drop(self) -> None:
+        """Delete the collection and, for Milvus Lite, its folder (`gallery migrate` away from Milvus)."""
+        client = _client(self.uri, self.token, self.db)
+        if client.has_collection(self.collection):
+            client.drop_collection(self.collection)
+        self.close()
+        if not self.server_uri:
+            shutil.rmtree(self.uri, ignore_errors=True)
 
     def ids(self) -> np.ndarray:
         """Every template id the collection holds (what the gallery checks a saved state against)."""
