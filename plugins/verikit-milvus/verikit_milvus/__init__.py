@@ -174,6 +174,10 @@ class MilvusIndex:
             rows = [{FIELD_ID: int(i), FIELD_VEC: v} for i, v in zip(ids[start:start + BATCH],
                                                                      vecs[start:start + BATCH].tolist())]
             client.upsert(self.collection, rows)
+        if not self.server_uri:
+            # Milvus Lite scans unflushed rows slowly (measured: ~150 ms per call at 10k x 64 rows
+            # unflushed, 10-40 ms flushed); a server flushes by itself.
+            client.flush(self.collection)
 
     def remove(self, ids: np.ndarray) -> bool:
         """A Milvus delete only writes a tombstone; the vectors stay in the data files until a
