@@ -232,3 +232,15 @@ def test_check_finds_an_index_that_disagrees_with_the_database(tmp_path):
         assert any("1 of 9 sampled vectors in the index differ" in p for p in g.check())
         backend.add(np.array([999], dtype=np.int64), unit(rng, 1))  # an id the database does not hold
         assert any("holds 1 it does not [999]" in p for p in g.check())
+
+
+def test_an_unreachable_server_is_a_one_line_error_and_the_gallery_survives(tmp_path):
+    """Port 9 on 127.0.0.1 has no Milvus: the API and the CLI say so in one line, no traceback.
+    (The SQLite gallery is created; it opens once the server is reachable.)"""
+    path = tmp_path / "g"
+    with pytest.raises(GalleryError, match=r"cannot open Milvus at 'http://127.0.0.1:9': .*\S$"):
+        Gallery.create(path, dim=DIM, fingerprint="fp", index="milvus:http://127.0.0.1:9")
+    r = subprocess.run([sys.executable, "-m", "verikit.cli.main", "gallery", "info", "-g", str(path)],
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 1 and "cannot open Milvus at 'http://127.0.0.1:9'" in r.stderr
+    assert "Traceback" not in r.stderr and "<MilvusException" not in r.stderr

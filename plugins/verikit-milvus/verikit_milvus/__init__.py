@@ -29,13 +29,14 @@ processes at once, use a server.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -47,6 +48,7 @@ BATCH = 2_000  # rows per insert/delete request: well under Milvus's default 64 
 MAX_TOPK = 16_384  # Milvus's limit on k
 INDEX_TYPES = {"FLAT", "IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "AUTOINDEX", "DISKANN", "SCANN"}
 
+F = TypeVar("F", bound=Callable[..., Any])
 _clients: dict[tuple[str, str, str], Any] = {}  # one client per (uri, token, db) in a process
 
 
@@ -64,6 +66,27 @@ def _quiet(*loggers: str) -> Iterator[None]:
             log.setLevel(level)
 
 
+def _reason(exc: BaseException) -> str:
+    """pymilvus's message without its exception repr around it."""
+    return one_line(getattr(exc, "message", None) or exc)
+
+
+def _reported(method: F) -> F:
+    """A Milvus failure (server down, refused credentials, a quota) becomes a one-line GalleryError
+    naming the server and collection; the gallery's commit in SQLite stands either way."""
+
+    @functools.wraps(method)
+    def wrapper(self: "MilvusIndex", *args: Any, **kwargs: Any) -> Any:
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            return method(self, *args, **kwargs)
+        except MilvusException as exc:
+            raise GalleryError(f"Milvus at '{self.uri}', collection {self.collection!r}: {_reason(exc)}") from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _client(uri: str, token: str, db: str):
     key = (uri, token, db)
     if key not in _clients:
@@ -77,7 +100,7 @@ def _client(uri: str, token: str, db: str):
         except MilvusException as exc:
             hint = (" (Milvus Lite opens a file from one process at a time: is another process using this gallery? "
                     "Use a Milvus server for concurrent access)") if not uri.startswith(("http", "tcp", "grpc")) else ""
-            raise GalleryError(f"cannot open Milvus at '{uri}': {one_line(exc)}{hint}") from exc
+            raise GalleryError(f"cannot open Milvus at '{uri}': {_reason(exc)}{hint}") from exc
     return _clients[key]
 
 
@@ -154,6 +177,7 @@ class MilvusIndex:
 
     # -- IndexBackend ------------------------------------------------------------------------------
     @property
+    @_reported
     def ntotal(self) -> int:
         rows = self._c().query(self.collection, output_fields=["count(*)"])
         return int(rows[0]["count(*)"]) if rows else 0
@@ -165,6 +189,7 @@ class MilvusIndex:
     def train(self, vectors: np.ndarray) -> None:  # never called: needs_training is False
         return None
 
+    @_reported
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Upsert: idempotent, so a process catching up over rows another process already sent is harmless."""
         client = self._c()
@@ -179,6 +204,7 @@ class MilvusIndex:
             # unflushed, 10-40 ms flushed); a server flushes by itself.
             client.flush(self.collection)
 
+    @_reported
     def remove(self, ids: np.ndarray) -> bool:
         """A Milvus delete only writes a tombstone; the vectors stay in the data files until a
         compaction rewrites them. Milvus Lite cannot be asked to compact, so there this returns False
@@ -194,6 +220,7 @@ class MilvusIndex:
         client.compact(self.collection)
         return True
 
+    @_reported
     def reset(self) -> None:
         """Empty the collection (a rebuild from SQLite follows): what it held is not trusted."""
         client = _client(self.uri, self.token, self.db)
@@ -202,6 +229,7 @@ class MilvusIndex:
         self._ready = False
         self._c()
 
+    @_reported
     def drop(self) -> None:
         """Delete the collection and, for Milvus Lite, its folder (`gallery migrate` away from Milvus)."""
         client = _client(self.uri, self.token, self.db)
@@ -211,6 +239,7 @@ class MilvusIndex:
         if not self.server_uri:
             shutil.rmtree(self.uri, ignore_errors=True)
 
+    @_reported
     def ids(self) -> np.ndarray:
         """Every template id the collection holds (what the gallery checks a saved state against)."""
         parts = []
@@ -225,6 +254,7 @@ class MilvusIndex:
                 it.close()
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
+    @_reported
     def vectors(self, ids: np.ndarray) -> np.ndarray:
         """The stored vectors of ``ids`` (rows in the order asked; NaN rows for ids it lacks)."""
         rows = self._c().get(self.collection, ids=[int(i) for i in ids], output_fields=[FIELD_VEC])
@@ -235,6 +265,7 @@ class MilvusIndex:
                 out[row] = found[int(i)]
         return out
 
+    @_reported
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         k = int(k)
@@ -252,6 +283,7 @@ class MilvusIndex:
                 scores[row, col] = float(hit["distance"])
         return scores, ids
 
+    @_reported
     def save(self, path: str | Path) -> None:
         """Flush the collection and write a pointer to it where faiss would write its index file."""
         self._c().flush(self.collection)
@@ -259,6 +291,7 @@ class MilvusIndex:
                    "dim": self.dim, "index_type": self.index_type}
         write_atomic(Path(path), json.dumps(pointer).encode())
 
+    @_reported
     def load(self, path: str | Path) -> None:
         """Attach to the collection a saved pointer names; refuse one for another place or gallery."""
         try:
