@@ -168,9 +168,9 @@ class DerivedIndex:
         """Build the index from every template in the snapshot ``conn`` reads, and check it."""
         generation, count, hash_, seq = db_state(conn)
         backend = self._new_backend()
-        reset = getattr(backend, "reset", None)
-        if reset is not None:  # an index shared outside this process (Milvus): emptied, then rebuilt
-            reset()
+        begin = getattr(backend, "begin_rebuild", None)
+        if begin is not None:  # an index kept outside this process (Milvus): it may hold rows already
+            begin()
         prepare = getattr(backend, "prepare", None)
         if prepare is not None:  # managed: the layout follows the size, trained on a sample
             want = prepare(count)
@@ -185,6 +185,9 @@ class DerivedIndex:
         for ids, vecs in self.iter_templates(conn):
             backend.add(ids, vecs)
             n, h = n + len(ids), (h + id_hash(ids)) % (1 << 64)
+        end = getattr(backend, "end_rebuild", None)
+        if end is not None:  # ... and drops what it held that the database does not
+            end()
         state = IndexState(self.uid, self.spec, generation, n, h, seq)
         if not state.matches(generation, count, hash_, seq):
             raise GalleryError(f"{self.where}: the templates table holds {n} templates but the gallery's meta "

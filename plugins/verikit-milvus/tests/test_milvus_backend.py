@@ -244,3 +244,26 @@ def test_an_unreachable_server_is_a_one_line_error_and_the_gallery_survives(tmp_
                        capture_output=True, text=True, env=ENV)
     assert r.returncode == 1 and "cannot open Milvus at 'http://127.0.0.1:9'" in r.stderr
     assert "Traceback" not in r.stderr and "<MilvusException" not in r.stderr
+
+
+def test_the_server_path_rebuilds_without_emptying_the_shared_collection(tmp_path):
+    """On a server other processes search the collection while one rebuilds it, so a rebuild must
+    never empty it: it upserts every template and then deletes only the ids the database lacks.
+    Exercised on a Milvus Lite file with the server strategy switched on (no server here)."""
+    rng = np.random.default_rng(8)
+    backend = create(dim=DIM, gallery=tmp_path, uid="shared")
+    backend._shared = True
+    try:
+        vecs = unit(rng, 6)
+        backend.add(np.arange(1, 7), vecs)
+        assert backend.remove(np.array([6])) and sorted(backend.ids().tolist()) == [1, 2, 3, 4, 5]
+        other = create(dim=DIM, gallery=tmp_path, uid="shared")  # another process's view of the collection
+        other._shared = True
+        backend.begin_rebuild()
+        backend.add(np.arange(2, 5), vecs[1:4])  # the database now holds templates 2, 3, 4
+        assert sorted(other.ids().tolist()) == [1, 2, 3, 4, 5]  # mid-rebuild: nothing the database holds is missing
+        backend.end_rebuild()
+        assert sorted(other.ids().tolist()) == [2, 3, 4]
+        np.testing.assert_allclose(other.vectors(np.array([3])), vecs[2:3], atol=1e-6)
+    finally:
+        backend.close()

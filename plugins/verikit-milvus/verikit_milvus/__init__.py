@@ -133,6 +133,8 @@ class MilvusIndex:
         self.token = os.environ.get("VERIKIT_MILVUS_TOKEN", "")
         self.db = os.environ.get("VERIKIT_MILVUS_DB", "")
         self._ready = False
+        self._shared = bool(uri)  # a server: other processes use the collection at the same time
+        self._stale: set[int] | None = None  # during a rebuild on a server: ids not re-added yet
 
     # -- where ------------------------------------------------------------------------------------
     @property
@@ -195,6 +197,8 @@ class MilvusIndex:
         client = self._c()
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
         ids = np.asarray(ids, dtype=np.int64)
+        if self._stale is not None:
+            self._stale.difference_update(ids.tolist())
         for start in range(0, len(ids), BATCH):
             rows = [{FIELD_ID: int(i), FIELD_VEC: v} for i, v in zip(ids[start:start + BATCH],
                                                                      vecs[start:start + BATCH].tolist())]
@@ -211,7 +215,7 @@ class MilvusIndex:
         and the gallery rebuilds the collection from SQLite (the drop deletes the old files): the
         removed templates' bytes are then gone, as ``gallery remove`` promises. A server is asked to
         compact after the delete; when its files are rewritten is up to the server (docs/scale.md)."""
-        if not self.server_uri:
+        if not self._shared:
             return False
         client = self._c()
         ids = [int(i) for i in np.asarray(ids, dtype=np.int64)]
@@ -221,13 +225,30 @@ class MilvusIndex:
         return True
 
     @_reported
-    def reset(self) -> None:
-        """Empty the collection (a rebuild from SQLite follows): what it held is not trusted."""
-        client = _client(self.uri, self.token, self.db)
-        if client.has_collection(self.collection):
-            client.drop_collection(self.collection)
-        self._ready = False
-        self._c()
+    def begin_rebuild(self) -> None:
+        """A rebuild from SQLite starts (every template is then added). Milvus Lite (one process):
+        the collection is dropped and made anew, which also deletes the files of removed rows. A
+        server (shared by other processes that keep searching): nothing is dropped; the ids held now
+        are noted, and :meth:`end_rebuild` deletes those the rebuild did not add, so a concurrent
+        search never misses a template the database holds."""
+        if not self._shared:
+            client = _client(self.uri, self.token, self.db)
+            if client.has_collection(self.collection):
+                client.drop_collection(self.collection)
+            self._ready = False
+            self._c()
+            return
+        self._stale = set(self.ids().tolist())
+
+    @_reported
+    def end_rebuild(self) -> None:
+        stale, self._stale = self._stale, None
+        if stale:
+            client = self._c()
+            ids = sorted(stale)
+            for start in range(0, len(ids), BATCH):
+                client.delete(self.collection, ids=ids[start:start + BATCH])
+            client.compact(self.collection)
 
     @_reported
     def drop(self) -> None:
