@@ -1,8 +1,9 @@
 """``verikit gallery``: inspect and curate a gallery (list, show, rename, remove, purge, info, audit,
-check, rebuild). Names, metadata and file names are printed as data (:mod:`verikit.cli.display`)."""
+check, migrate, rebuild). Names, metadata and file names are printed as data (:mod:`verikit.cli.display`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -210,11 +211,42 @@ def check(gallery: GalleryOpt = DEFAULT_GALLERY) -> None:
     from ..errors import GalleryError
 
     with _open(gallery) as g:
-        problems = g.check()
+        report = g.check_report()
+        spec = g.index_spec
+    problems = report["problems"]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise GalleryError(f"gallery '{visible(gallery)}' is damaged: {problems[0]}{more}")
-    info("gallery is sound")
+    info(f"gallery is sound: {_agreement_text(spec, report['index'])}")
+
+
+def _agreement_text(spec: str, index: dict) -> str:
+    ids = "the same ids as the database" if index["ids_compared"] else "as many vectors as the database"
+    sampled = (f", {index['vectors_sampled']} sampled vectors equal to the templates" if index["vectors_sampled"]
+               else ", vectors not compared (this index does not keep them exactly)")
+    return f"{index['templates']} templates; index {visible(spec)} holds {ids}{sampled}"
+
+
+@app.command()
+def migrate(
+    src: Annotated[Path, typer.Argument(help="Gallery directory.", show_default=False)],
+    to: Annotated[str, typer.Option("--to", show_default=False,
+                                    help="Index spec to move to: faiss:Flat, milvus, milvus:http://host:19530, ...")],
+    fmt: FormatOpt = OutputFormat.table,
+) -> None:
+    """Move a gallery's index to another backend (SQLite, the truth, is unchanged): build the new
+    index from the templates, prove it agrees (ids, counts, a sample of vectors), record it, and
+    delete the old index's data.
+
+    Example: verikit gallery migrate people --to milvus
+    """
+    with _open(src) as g:
+        old = g.index_spec
+        report = g.migrate_index(to)
+        spec = g.index_spec
+    info(f"migrated from {visible(old)}: {_agreement_text(spec, report)}")
+    emit({"gallery": str(src), "from": old, "to": spec, **report}, fmt,
+         safe_text(f"{visible(old)} -> {visible(spec)}: {report['templates']} templates"))
 
 
 @app.command()

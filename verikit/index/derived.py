@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import GalleryError
 from ..interfaces import IndexBackend
-from ..registry import index_backends
+from ..registry import index_backends, parse_spec
 from .state import (INDEX_FILE, INDEX_META_FILE, IndexState, id_hash, index_lock, read_record,
                     remove_leftover_temporaries, write_file_atomic)
 from .store import db_state, decode_vectors, marker
@@ -34,10 +34,23 @@ class DerivedIndex:
 
     def __init__(self, folder: Path, *, uid: str, spec: str, dim: int, where: str) -> None:
         self.folder, self.uid, self.spec, self.dim, self.where = folder, uid, spec, dim, where
-        self.backend: IndexBackend = index_backends.create(spec, dim=dim)
+        self.backend: IndexBackend = self._new_backend()
         self.state: IndexState | None = None
         self.saved_generation: int | None = None  # generation of the files on disk we wrote or verified
         self.rebuilds = 0  # how often this process rebuilt from scratch (tests and `gallery info` read it)
+
+    def _new_backend(self) -> IndexBackend:
+        """A fresh backend of this gallery's spec. A factory marked ``gallery_bound`` (an index kept
+        outside the process, e.g. verikit-milvus) is also told the gallery folder and uid."""
+        if getattr(index_backends.get(parse_spec(self.spec)[0]), "gallery_bound", False):
+            return index_backends.create(self.spec, dim=self.dim, gallery=self.folder, uid=self.uid)
+        return index_backends.create(self.spec, dim=self.dim)
+
+    def close(self) -> None:
+        """Release what the backend holds outside this process (a Milvus client), if anything."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
 
     # -- keeping up -------------------------------------------------------------------------------
     def sync(self, conn: sqlite3.Connection) -> None:
@@ -154,7 +167,10 @@ class DerivedIndex:
     def rebuild(self, conn: sqlite3.Connection) -> None:
         """Build the index from every template in the snapshot ``conn`` reads, and check it."""
         generation, count, hash_, seq = db_state(conn)
-        backend = index_backends.create(self.spec, dim=self.dim)
+        backend = self._new_backend()
+        begin = getattr(backend, "begin_rebuild", None)
+        if begin is not None:  # an index kept outside this process (Milvus): it may hold rows already
+            begin()
         prepare = getattr(backend, "prepare", None)
         if prepare is not None:  # managed: the layout follows the size, trained on a sample
             want = prepare(count)
@@ -169,6 +185,9 @@ class DerivedIndex:
         for ids, vecs in self.iter_templates(conn):
             backend.add(ids, vecs)
             n, h = n + len(ids), (h + id_hash(ids)) % (1 << 64)
+        end = getattr(backend, "end_rebuild", None)
+        if end is not None:  # ... and drops what it held that the database does not
+            end()
         state = IndexState(self.uid, self.spec, generation, n, h, seq)
         if not state.matches(generation, count, hash_, seq):
             raise GalleryError(f"{self.where}: the templates table holds {n} templates but the gallery's meta "
@@ -201,7 +220,7 @@ class DerivedIndex:
                     or (self.state is not None and self.state.generation >= record.generation
                         and self.state.generation <= generation)):
                 return
-            backend = index_backends.create(self.spec, dim=self.dim)
+            backend = self._new_backend()
             try:
                 backend.load(self.folder / INDEX_FILE)
             except (RuntimeError, OSError, MemoryError, GalleryError):

@@ -88,6 +88,23 @@ class FaissIndex:
                  for i in range(ivf.nlist) if lists.list_size(i)]
         return np.concatenate(parts).astype(np.int64, copy=False) if parts else np.zeros(0, np.int64)
 
+    def vectors(self, ids: np.ndarray) -> np.ndarray | None:
+        """The stored vectors of ``ids`` (NaN rows for ids it lacks), for `gallery check`; None when
+        this index does not keep them exactly (anything but ``Flat``)."""
+        import faiss
+
+        if self.factory != "Flat" or not hasattr(self.index, "id_map"):
+            return None
+        held = faiss.vector_to_array(self.index.id_map)
+        order = np.argsort(held)
+        found = np.searchsorted(held, ids, sorter=order)
+        out = np.full((len(ids), self.dim), np.nan, dtype=np.float32)
+        inner = faiss.downcast_index(self.index.index)
+        for row, (i, at) in enumerate(zip(ids, found)):
+            if at < len(held) and held[order[at]] == i:
+                out[row] = inner.reconstruct(int(order[at]))
+        return out
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids), each (Q, k); missing neighbours have id -1. On the GPU where there is one."""
         q = np.ascontiguousarray(queries, dtype=np.float32)

@@ -41,6 +41,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import numpy as np
 
 from . import audit, bulk_sources, erasure, ranking
+from .agreement import agreement
 from ..errors import DataError, FingerprintMismatchError, GalleryError, IdentityNotFoundError, VerikitError
 from ..registry import index_backends
 from ..similarity import parse_measure
@@ -301,6 +302,7 @@ class Gallery:
                 self.flush()
                 self._retry_erasure()
             finally:
+                self._index.close()
                 self._conn.close()
                 self._conn = None
 
@@ -633,13 +635,20 @@ class Gallery:
                     "approximate": _approximate_summary(self._index.tuning),
                     "created_at": _utc(self._created_at)}
 
-    @_guarded
     def check(self) -> list[str]:
         """A full check (slow: reads every page and template): SQLite's integrity_check, every
         template blob, and the index against the database. Returns the problems found (empty: sound)."""
+        return self.check_report()["problems"]
+
+    @_guarded
+    def check_report(self) -> dict[str, Any]:
+        """:meth:`check`, with what was compared: ``{"problems": [...], "index": {...}}`` where
+        ``index`` says the counts, whether the index's ids were compared with the database's as sets,
+        and how many stored vectors were read back and compared (:mod:`verikit.index.agreement`)."""
         problems = [r[0] for r in self._conn.execute("PRAGMA integrity_check(20)") if r[0] != "ok"]
+        report: dict[str, Any] = {"problems": problems, "index": None}
         if problems:
-            return problems
+            return report
         try:
             with read_snapshot(self._conn):
                 n, h = 0, 0
@@ -656,9 +665,42 @@ class Gallery:
                     problems.append(f"template counts of identities {wrong!r} disagree with their templates")
                 if not problems:
                     self._index.sync(self._conn)
+                    report["index"], disagree = agreement(self._conn, self._index.backend, self.dim, self._where)
+                    problems.extend(disagree)
         except GalleryError as exc:
             problems.append(str(exc))
-        return problems
+        return report
+
+    @_guarded
+    def migrate_index(self, spec: str) -> dict[str, Any]:
+        """Move the gallery's derived index to another backend spec (``faiss:Flat`` <-> ``milvus``...).
+
+        SQLite stays the truth, so this builds the new index from the templates, checks it against
+        them, records the new spec (one transaction) and only then deletes the old index's data (a
+        Milvus collection is dropped; a faiss file is replaced by the new save). Returns the
+        agreement report of the new index. Other processes that have the gallery open keep
+        answering correctly from their old index until they reopen it."""
+        spec = normalize_index_spec(spec)
+        if spec == self.index_spec:
+            raise GalleryError(f"{self._where} already uses index {spec!r}")
+        index_backends.create(spec, dim=self.dim)  # a bad spec fails before anything is built
+        new = DerivedIndex(self.path, uid=self.uid, spec=spec, dim=self.dim, where=self._where)
+        with read_snapshot(self._conn):
+            new.rebuild(self._conn)
+            report, problems = agreement(self._conn, new.backend, self.dim, self._where)
+        if problems:
+            new.close()
+            raise GalleryError(f"{self._where}: the new index {spec!r} disagrees with the database: {problems[0]}")
+        with WriteTransaction(self._conn) as tx:
+            tx.extra_meta["index"] = spec
+        old, self._index, self.index_spec = self._index, new, spec
+        self._meta["index"] = spec
+        self._index.save(self._conn, force=True)
+        drop = getattr(old.backend, "drop", None)
+        if drop is not None:  # the old index kept outside the gallery files (Milvus) holds the vectors
+            drop()
+        old.close()
+        return report
 
     @property
     def model_path(self) -> str | None:
