@@ -105,18 +105,21 @@ class _Binned:
         g = np.asarray(genuine, dtype=self.dtype)
         i = np.asarray(impostor, dtype=self.dtype)
         kind = self.dtype.type
-        lows = [float(a.min(initial=np.inf, where=a != UNSCORED)) for a in (g, i)]
+        # One pass per class in the usual case (no UNSCORED): its minimum is its lowest real score.
+        mins = [float(a.min()) for a in (g, i)]
+        unscored = [m == UNSCORED for m in mins]
+        lows = [float(a.min(initial=np.inf, where=a != UNSCORED)) if u else m for a, m, u in zip((g, i), mins, unscored)]
         if min(lows) == np.inf:
             raise DataError("no comparison could be scored (every one involves a failure to acquire)")
         #: the lowest real score: thresholds never go below it (see the module docstring)
         self.floor = min(lows)
         stand_in = np.nextafter(kind(self.floor), kind(-np.inf))
-        g, i = (np.where(a == UNSCORED, stand_in, a) if np.isneginf(a).any() else a for a in (g, i))
+        g, i = (np.where(a == UNSCORED, stand_in, a) if u else a for a, u in zip((g, i), unscored))
         # Bins are computed in float32 whatever the scores' dtype: rounding a float64 to float32 is
         # monotone too, so the order of bins still follows the order of scores (equal float32 values
         # just share a bin), at half the memory traffic. float64 arithmetic only when float32 cannot
         # tell the scores apart well (a range overflowing it, or tiny next to the scores' magnitude).
-        self.lo = min(g.min(), i.min())
+        self.lo = min(stand_in if u else kind(m) for m, u in zip(mins, unscored))  # the minima above: no new pass
         hi = max(g.max(), i.max())
         span = float(hi) - float(self.lo)
         magnitude = max(abs(float(self.lo)), abs(float(hi)))
