@@ -95,13 +95,29 @@ def embed_images(model: Embedder, images: Sequence[Any], batch_size: int = 64) -
     """
     images = check_sequence(images)
     transform = to_tensor_transform(model.input_spec)
-    device = _device_of(model)
+    outs = [embed_prepared(model, [transform(to_image(im)) for im in images[start:start + batch_size]])
+            for start in range(0, len(images), batch_size)]
+    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.embedding_size), np.float32)
+
+
+def prepare_images(model: Embedder, images: Sequence[Any]) -> list[torch.Tensor]:
+    """The model's input tensor per image (what :func:`embed_images` feeds the network).
+
+    Split from the forward so that a server can prepare requests' images on several threads
+    while one thread runs the network on whole batches (:mod:`verikit.server.runtime`).
+    """
+    transform = to_tensor_transform(model.input_spec)
+    return [transform(to_image(im)) for im in check_sequence(images)]
+
+
+def embed_prepared(model: Embedder, tensors: Sequence[torch.Tensor]) -> np.ndarray:
+    """One forward pass over tensors made by :func:`prepare_images`; (N, D) float32."""
+    if not len(tensors):
+        return np.zeros((0, model.embedding_size), np.float32)
     was_training = model.training
     model.eval()
-    outs = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            x = torch.stack([transform(to_image(im)) for im in images[start:start + batch_size]]).to(device)
-            outs.append(model(x).float().cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.embedding_size), np.float32)
+    try:
+        with torch.inference_mode():
+            return model(torch.stack(list(tensors)).to(_device_of(model))).float().cpu().numpy().astype(np.float32)
+    finally:
+        model.train(was_training)

@@ -6,7 +6,8 @@ that use it.
 * The model runs on the micro-batcher's thread (:mod:`.batching`), one forward at a time.
 * The detector/segmenter, when the gallery has a pipeline, runs on a third thread: detectors
   such as OpenCV's cascades are not safe to call from several threads at once.
-* Uploads are decoded on the event loop's worker threads, several at once.
+* Uploads are decoded, and turned into the model's input tensors, on the event loop's worker
+  threads, several at once; the forward thread only runs the network on whole batches.
 """
 
 from __future__ import annotations
@@ -78,14 +79,14 @@ class Runtime:
         import warnings
 
         from ..errors import VerikitWarning
-        from ..models.inference import embed_images
+        from ..models.inference import embed_prepared
 
         if self.service is None:
             await asyncio.get_running_loop().run_in_executor(None, self.open)
         # Said once at start-up (and in /readyz), not once per request.
         warnings.filterwarnings("ignore", category=VerikitWarning)
         model = self.service.model
-        self.batcher = MicroBatcher(lambda images: embed_images(model, images, batch_size=max(1, len(images))),
+        self.batcher = MicroBatcher(lambda tensors: embed_prepared(model, tensors),
                                     max_batch=self.max_batch, max_wait=self.max_wait,
                                     observe=self.metrics.observe_batch)
         await self.batcher.start()
@@ -138,7 +139,13 @@ class Runtime:
         return await self.in_pipeline_thread(crop)
 
     async def embed(self, decoded: list[tuple[str, Any]]) -> Any:
-        return await self.batcher.embed(await self.faces(decoded))
+        from ..models.inference import prepare_images
+
+        faces = await self.faces(decoded)
+        # Resizing and normalising happen here, on the request's own worker thread, so the forward
+        # thread (the one resource every request waits for) only runs the network.
+        tensors = await anyio.to_thread.run_sync(prepare_images, self.service.model, faces)
+        return await self.batcher.embed(tensors)
 
 
 class TooManyImages(DataError):
