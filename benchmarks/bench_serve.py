@@ -8,7 +8,10 @@ A real model is trained first (`verikit train` on ORL s1-s25, calibrated on s26-
   against the wall time of `verikit verify` commands (process start, torch import, model load,
   one forward): target server >= 50x faster per request;
 * throughput: 16 clients, each sending verify requests back to back, against a server with
-  `--max-batch 32` and then one with `--max-batch 1` on the same gallery: target >= 2x.
+  `--max-batch 32` and then one with `--max-batch 1` on the same gallery: target >= 2x;
+* the ceiling of that ratio: the bare network's time per image at batch size 1 against at the
+  batch size the server reached (its own metrics), timed in the same run. On a CPU the gain from
+  batching is bounded by how much cheaper a batched image is to the network, not by the server.
 
 Both servers and the CLI run on this machine as separate processes (the clients too, on asyncio in
 this process). Prints ratios and writes benchmarks/results/serve.json.
@@ -152,6 +155,41 @@ async def throughput(url: str, probes: list[tuple[Path, str]], clients: int, per
         return clients * per_client / (time.perf_counter() - t)
 
 
+async def mean_batch(url: str) -> float:
+    """Images per forward pass so far, from the server's own Prometheus metrics."""
+    async with httpx.AsyncClient(base_url=url, timeout=60) as c:
+        text = (await c.get("/metrics")).text
+    values = dict(line.split(" ", 1) for line in text.splitlines() if line.startswith("verikit_batch_images_"))
+    return float(values["verikit_batch_images_sum"]) / max(1.0, float(values["verikit_batch_images_count"]))
+
+
+def forward_ceiling(model: Path, batch: int, seconds: float = 3.0) -> dict[str, float]:
+    """The most any batching can gain with this model on this CPU: the bare network's time per
+    image at batch size 1 against at the batch size the server reached (same threads as the
+    server: torch's default). Requests also cost HTTP, decoding and the gallery, which batching
+    does not shrink, so the server's ratio stays below this."""
+    import torch
+
+    from verikit.models.embedder import Embedder
+
+    net = Embedder.load(str(model), device="cpu").eval()
+    spec = net.input_spec
+    per_image = {}
+    for bs in sorted({1, batch}):
+        x = torch.randn(bs, spec.channels, *spec.size)
+        with torch.inference_mode():
+            for _ in range(3):
+                net(x)
+            n, t = 0, time.perf_counter()
+            while time.perf_counter() - t < seconds:
+                net(x)
+                n += 1
+        per_image[bs] = (time.perf_counter() - t) / (n * bs)
+    return {"batch": batch, "ms_per_image_batch_1": per_image[1] * 1e3,
+            "ms_per_image_batched": per_image[batch] * 1e3, "ratio": per_image[1] / per_image[batch],
+            "threads": torch.get_num_threads()}
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -182,6 +220,7 @@ def main() -> None:
         try:
             lat = asyncio.run(sequential_latencies(batched.url, probes, latency_n))
             tput_batched = asyncio.run(throughput(batched.url, probes, args.clients, per_client))
+            batch = asyncio.run(mean_batch(batched.url))
         finally:
             batched.stop()
         single = Server(gallery, "--max-batch", "1")
@@ -189,6 +228,7 @@ def main() -> None:
             tput_single = asyncio.run(throughput(single.url, probes, args.clients, per_client))
         finally:
             single.stop()
+        ceiling = forward_ceiling(model, max(1, round(batch)))
     p50, p99 = pct(lat, 50), pct(lat, 99)
     result = {
         "model": {"backbone": args.backbone, "image_size": args.image_size, "channels": 1,
@@ -202,14 +242,20 @@ def main() -> None:
         "latency_ratio_cli_over_server_p50": statistics.median(cli) / p50,
         "throughput_rps": {"clients": args.clients, "requests": args.clients * per_client,
                            "micro_batching": tput_batched, "batch_size_1": tput_single,
-                           "max_batch": 32, "max_wait_ms": args.max_wait_ms},
+                           "max_batch": 32, "max_wait_ms": args.max_wait_ms,
+                           "mean_images_per_forward": batch},
         "throughput_ratio": tput_batched / tput_single,
+        "forward_ceiling": ceiling,
         "targets": {"latency_ratio": 50, "throughput_ratio": 2},
     }
     print(f"server verify latency: p50 {p50 * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms over {len(lat)} requests -> "
           f"{result['latency_ratio_cli_over_server_p50']:.0f}x faster than one `verikit verify` (target >= 50x)")
     print(f"throughput at {args.clients} clients: micro-batching {tput_batched:.1f} req/s, batch size 1 "
-          f"{tput_single:.1f} req/s -> {result['throughput_ratio']:.2f}x (target >= 2x)")
+          f"{tput_single:.1f} req/s -> {result['throughput_ratio']:.2f}x (target >= 2x); "
+          f"{batch:.1f} images per forward on average")
+    print(f"ceiling: the bare network takes {ceiling['ms_per_image_batch_1']:.1f} ms per image at batch 1 and "
+          f"{ceiling['ms_per_image_batched']:.1f} ms at batch {ceiling['batch']} ({ceiling['threads']} threads) -> "
+          f"batching can gain at most {ceiling['ratio']:.2f}x with this model on this CPU")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("serve_quick.json" if args.quick else "serve.json")
     out.write_text(json.dumps(result, indent=2) + "\n")
