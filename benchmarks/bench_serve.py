@@ -155,12 +155,12 @@ async def throughput(url: str, probes: list[tuple[Path, str]], clients: int, per
         return clients * per_client / (time.perf_counter() - t)
 
 
-async def mean_batch(url: str) -> float:
-    """Images per forward pass so far, from the server's own Prometheus metrics."""
+async def batch_counts(url: str) -> tuple[float, float]:
+    """(images, forward passes) so far, from the server's own Prometheus metrics."""
     async with httpx.AsyncClient(base_url=url, timeout=60) as c:
         text = (await c.get("/metrics")).text
     values = dict(line.split(" ", 1) for line in text.splitlines() if line.startswith("verikit_batch_images_"))
-    return float(values["verikit_batch_images_sum"]) / max(1.0, float(values["verikit_batch_images_count"]))
+    return float(values["verikit_batch_images_sum"]), float(values["verikit_batch_images_count"])
 
 
 def forward_ceiling(model: Path, batch: int, seconds: float = 3.0) -> dict[str, float]:
@@ -219,8 +219,10 @@ def main() -> None:
         batched = Server(gallery, "--max-batch", "32", "--max-wait-ms", str(args.max_wait_ms))
         try:
             lat = asyncio.run(sequential_latencies(batched.url, probes, latency_n))
+            before = asyncio.run(batch_counts(batched.url))
             tput_batched = asyncio.run(throughput(batched.url, probes, args.clients, per_client))
-            batch = asyncio.run(mean_batch(batched.url))
+            after = asyncio.run(batch_counts(batched.url))  # the throughput run's batches only (warm-up included)
+            batch = (after[0] - before[0]) / max(1.0, after[1] - before[1])
         finally:
             batched.stop()
         single = Server(gallery, "--max-batch", "1")
