@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..image_input import as_source, check_sequence, to_image
+from .backend import run_network
 from .embedder import Embedder
 from .preprocess import ImageFiles, collate_skipping_failures, to_tensor_transform
 
@@ -76,7 +77,7 @@ def embed_files(model: Embedder, paths: Sequence[Any], *, batch_size: int = 64,
         for idx, batch, bad in loader:
             failures.extend(bad)
             if batch is not None:
-                out = model(batch.to(device, non_blocking=True)).float().cpu().numpy()
+                out = run_network(model, batch.to(device, non_blocking=True)).float().cpu().numpy()
                 kept.extend(zip(idx.tolist(), out))
             if progress is not None:
                 progress(len(idx) + len(bad))
@@ -102,6 +103,6 @@ def embed_images(model: Embedder, images: Sequence[Any], batch_size: int = 64) -
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             x = torch.stack([transform(to_image(im)) for im in images[start:start + batch_size]]).to(device)
-            outs.append(model(x).float().cpu().numpy())
+            outs.append(run_network(model, x).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, model.embedding_size), np.float32)
