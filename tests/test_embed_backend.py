@@ -266,3 +266,14 @@ def test_help_imports_neither_torch_nor_onnxruntime():
             "print([m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules])")
     r = _run(code)
     assert r.stdout.strip().endswith("[]") and "--images" in r.stdout
+
+
+def test_onnx_runtime_threads_follow_torch(optimized_dir):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert Embedder.load(optimized_dir)._runner.threads == 1
+        torch.set_num_threads(2)
+        assert Embedder.load(optimized_dir)._runner.threads == 2
+    finally:
+        torch.set_num_threads(before)
