@@ -180,8 +180,11 @@ def optimize(directory: str | Path, images: str | Path | None = None, *, sample:
                              machine={"platform": platform.platform(), "processor": platform.processor(),
                                       "cpu_count": os.cpu_count()},
                              written_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    write_atomic(directory / name, data)
-    write_atomic(directory / RECORD_FILE, record.model_dump_json(indent=2) + "\n")
+    try:  # the export first, then the record that names it: a failure between leaves the old record valid
+        write_atomic(directory / name, data)
+        write_atomic(directory / RECORD_FILE, record.model_dump_json(indent=2) + "\n")
+    except OSError as exc:
+        raise ModelError(f"cannot write the ONNX export into '{directory}': {exc.strerror or exc}") from exc
     for old in directory.glob("model-*.onnx"):  # exports no record names any more
         if old.name != name and ONNX_NAME.fullmatch(old.name):
             old.unlink(missing_ok=True)
