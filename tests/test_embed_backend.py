@@ -277,3 +277,17 @@ def test_onnx_runtime_threads_follow_torch(optimized_dir):
         assert Embedder.load(optimized_dir)._runner.threads == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_copies_and_pickles_of_a_loaded_model_run_eagerly(optimized_dir):
+    import copy
+    import io
+
+    model = Embedder.load(optimized_dir)
+    clone = copy.deepcopy(model)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    assert model.backend == "onnx" and clone.backend == "eager"
+    x = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.allclose(clone(x), model(x))

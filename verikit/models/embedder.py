@@ -239,6 +239,13 @@ class Embedder(nn.Module):
             self._runner = None
         return super().train(mode)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies and pickles (copy.deepcopy, torch.save) run eagerly: an onnxruntime session is
+        # neither copyable nor picklable, and a copy's weights may be changed independently.
+        state = dict(super().__getstate__())
+        state["_runner"] = None
+        return state
+
     def load_state_dict(self, *args: Any, **kwargs: Any):  # weights changed: fingerprint is stale
         self._fingerprint = None
         self._runner = None
