@@ -27,9 +27,11 @@ Photos come from $VERIKIT_DATA/orl_faces and dlib_faces (default ../shared/data)
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -70,6 +72,7 @@ def photo_folder(n: int) -> tuple[Path, list[Path], list[str]]:
     if len(files) < n:
         raise SystemExit(f"need {n} real photos under {data}/orl_faces and dlib_faces (or data/orl_faces)")
     folder = Path(tempfile.mkdtemp(prefix="bench-photos-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for i, f in enumerate(files):
         (folder / f"{i:04d}{f.suffix}").symlink_to(f.resolve())
     return folder, files, [str(s) for s in sources]
@@ -106,6 +109,7 @@ def embed_all(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, batch: int) ->
 def bench_model(name: str, spec: str, folder: Path, files: list[Path], sizes: list[int], repeats: int,
                 extra: list[str]) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     torch.manual_seed(0)
     Embedder.build(spec, input_spec=InputSpec(size=(112, 112))).eval().save(work)
     t = time.perf_counter()
