@@ -20,7 +20,7 @@ help:
 $(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLUGINS))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[detect,report,serve,test]" $(addprefix -e ,$(PLUGINS))
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[detect,report,serve,test,onnx]" $(addprefix -e ,$(PLUGINS))
 	@touch $(STAMP)
 
 demo: $(STAMP)

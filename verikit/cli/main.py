@@ -58,6 +58,9 @@ from . import segment  # noqa: E402 - kept beside its one registration line
 app.add_typer(segment.app, name="segment")
 from . import serve  # noqa: E402 - kept beside its one registration line
 app.add_typer(serve.app, name="serve")
+from . import model as model_cli  # noqa: E402 - kept beside its registration lines
+app.add_typer(model_cli.app, name="model")
+app.callback()(model_cli.root_options)
 
 
 def main() -> None:

@@ -108,6 +108,7 @@ class Embedder(nn.Module):
         self.backbone = backbone
         self.head = EmbeddingHead(backbone.num_features, config.embedding_size, config.pooling, neck=config.neck)
         self._fingerprint: str | None = None
+        self._runner: Any = None  # a verified ONNX export's runner (verikit.models.backend), or None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -186,9 +187,21 @@ class Embedder(nn.Module):
         self._fingerprint = fingerprint_of(config_bytes, weights_bytes)
         return self._fingerprint
 
+    @property
+    def backend(self) -> str:
+        """``onnx`` while a verified ONNX export runs this model's inference, else ``eager``."""
+        from .backend import active_runner
+        return "eager" if active_runner(self) is None else "onnx"
+
     @classmethod
-    def load(cls, directory: str | Path, device: str | torch.device | None = "cpu") -> "Embedder":
-        """Load a saved model directory; weights are read with safetensors (never pickle)."""
+    def load(cls, directory: str | Path, device: str | torch.device | None = "cpu",
+             backend: str | None = None) -> "Embedder":
+        """Load a saved model directory; weights are read with safetensors (never pickle).
+
+        ``backend`` (``auto``, ``eager`` or ``onnx``; None: ``$VERIKIT_BACKEND`` or ``auto``) picks
+        what runs inference: see :mod:`verikit.models.backend`. ``auto`` uses the folder's ONNX
+        export when ``verikit model optimize`` recorded it faster and it matches these weights.
+        """
         from safetensors import SafetensorError
         from safetensors.torch import load as load_safetensors
 
@@ -215,13 +228,25 @@ class Embedder(nn.Module):
                              f"{str(exc).splitlines()[0]}") from exc
         model._fingerprint = fingerprint_of(config_bytes, weights_bytes)
         model.eval()
-        return model.to(resolve_device(device))
+        model = model.to(resolve_device(device))
+        from .backend import attach
+        attach(model, d, backend)
+        return model
 
     def train(self, mode: bool = True) -> "Embedder":
-        if mode:  # weights are about to change: the cached fingerprint would lie
+        if mode:  # weights are about to change: the cached fingerprint (and any export) would lie
             self._fingerprint = None
+            self._runner = None
         return super().train(mode)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Copies and pickles (copy.deepcopy, torch.save) run eagerly: an onnxruntime session is
+        # neither copyable nor picklable, and a copy's weights may be changed independently.
+        state = dict(super().__getstate__())
+        state["_runner"] = None
+        return state
 
     def load_state_dict(self, *args: Any, **kwargs: Any):  # weights changed: fingerprint is stale
         self._fingerprint = None
+        self._runner = None
         return super().load_state_dict(*args, **kwargs)

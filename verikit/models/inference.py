@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..image_input import as_source, check_sequence, to_image
+from .backend import run_network
 from .embedder import Embedder
 from .preprocess import ImageFiles, collate_skipping_failures, to_tensor_transform
 
@@ -76,7 +77,7 @@ def embed_files(model: Embedder, paths: Sequence[Any], *, batch_size: int = 64,
         for idx, batch, bad in loader:
             failures.extend(bad)
             if batch is not None:
-                out = model(batch.to(device, non_blocking=True)).float().cpu().numpy()
+                out = run_network(model, batch.to(device, non_blocking=True)).float().cpu().numpy()
                 kept.extend(zip(idx.tolist(), out))
             if progress is not None:
                 progress(len(idx) + len(bad))
@@ -118,6 +119,7 @@ def embed_prepared(model: Embedder, tensors: Sequence[torch.Tensor]) -> np.ndarr
     model.eval()
     try:
         with torch.inference_mode():
-            return model(torch.stack(list(tensors)).to(_device_of(model))).float().cpu().numpy().astype(np.float32)
+            x = torch.stack(list(tensors)).to(_device_of(model))
+            return run_network(model, x).float().cpu().numpy().astype(np.float32)
     finally:
         model.train(was_training)

@@ -147,6 +147,7 @@ def bulk_enroll(model: Any, root: str | Path, commit: Callable[[dict, dict], Non
     import torch
     from torch.utils.data import DataLoader
 
+    from ..models.backend import run_network
     from ..models.preprocess import to_tensor_transform
 
     if batch_commit < 1:
@@ -191,7 +192,7 @@ def bulk_enroll(model: Any, root: str | Path, commit: Callable[[dict, dict], Non
                     good = [g for g in good if (g[1], g[2]) not in done]
                 if good:
                     batch = torch.stack([t for *_, t in good]).to(device)
-                    out = model(batch).float().cpu().numpy()
+                    out = run_network(model, batch).float().cpu().numpy()
                     for (name, path, digest, _), vec in zip(good, out):
                         vecs, srcs, hashes = pending.setdefault(name, ([], [], []))
                         vecs.append(vec)
