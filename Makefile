@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/verikit demo --data data/orl_faces --workdir demo-output
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=25
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -m fuzz
