@@ -38,6 +38,10 @@ from pathlib import Path
 
 import httpx
 
+# The servers run through the CLI, which lets idle OpenMP threads sleep; the bare-network ceiling
+# timed in this process must run the same way (set before torch is imported, in forward_ceiling).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 ORL = REPO / "data" / "orl_faces"
