@@ -102,7 +102,7 @@ def raw_same_parameters(tuning: dict, vectors: np.ndarray, train_n: int, seed: i
     build = time.perf_counter() - t
     if layout.startswith("HNSW"):
         index.hnsw.efSearch = tuning["value"]
-    else:
+    elif layout != "Flat":  # Flat: auto fell back to exact search
         faiss.extract_index_ivf(index).nprobe = tuning["value"]
     return index, build
 
@@ -180,6 +180,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 g.add_many({f"{i}": (vectors[i:i + 1], None) for i in range(s, min(n, s + 100_000))})
             build_s = time.perf_counter() - t
             tuning = g.info()["approximate"]
+        if tuning.get("fallback"):  # auto measured the approximate layout as not worth it: exact search
+            print(f"{spec}: built in {build_s:.0f}s; fell back to exact search: {tuning['reason']}", flush=True)
+            tuning = {**tuning, "param": None, "value": None, "rerank": 0}
         print(f"{spec}: built in {build_s:.0f}s, layout {tuning['layout']}, {tuning['param']}={tuning['value']}, "
               f"rerank x{tuning['rerank']}, measured recall {tuning['recall']} on {tuning['queries']} held-out",
               flush=True)
@@ -193,7 +196,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
         faiss.write_index(raw, str(work / "raw.faiss"))
         row = {"spec": spec, "layout": tuning["layout"], "param": tuning["param"], "value": tuning["value"],
                "rerank": tuning["rerank"], "gallery_build_seconds": build_s, "raw_build_seconds": raw_build,
-               "tuned_recall": tuning["recall"], "tuned_speedup": tuning.get("speedup"), "threads": {}}
+               "tuned_recall": tuning["recall"], "tuned_speedup": tuning.get("speedup"),
+               "fallback": tuning.get("reason"), "tried": tuning.get("tried"), "threads": {}}
         with Gallery.open(path) as g:
             for threads in (1, 2):
                 faiss.omp_set_num_threads(threads)
