@@ -64,6 +64,19 @@ def test_nlist_grows_with_the_gallery_within_faiss_training_needs():
         assert 39 * nlist_for(n) <= max(n, 39)  # enough training points per list
 
 
+def test_exact_scan_over_chunks_is_the_true_top_k_with_each_query_held_out():
+    from verikit.index.tuning import exact_scan
+
+    v = clustered(5, 900)
+    ids = np.arange(100, 1000, dtype=np.int64)  # template ids are not row numbers
+    qids = ids[[0, 450, 899]]
+    chunks = [(ids[s:s + 256], v[s:s + 256]) for s in range(0, 900, 256)]  # the queries' own rows in 3 chunks
+    found, seconds = exact_scan(chunks, qids, v[[0, 450, 899]], 10)
+    scores = v[[0, 450, 899]] @ v.T
+    scores[[0, 1, 2], [0, 450, 899]] = -np.inf
+    assert found.tolist() == ids[np.argsort(-scores, axis=1, kind="stable")[:, :10]].tolist() and seconds > 0
+
+
 # -- behaviour in a gallery --------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8", "ivf-pq", "hnsw"])
 def test_exact_below_min_then_trained_and_tuned_recall_holds_on_new_queries(tmp_path, kind):
