@@ -64,6 +64,19 @@ def test_nlist_grows_with_the_gallery_within_faiss_training_needs():
         assert 39 * nlist_for(n) <= max(n, 39)  # enough training points per list
 
 
+def test_exact_scan_over_chunks_is_the_true_top_k_with_each_query_held_out():
+    from verikit.index.tuning import exact_scan
+
+    v = clustered(5, 900)
+    ids = np.arange(100, 1000, dtype=np.int64)  # template ids are not row numbers
+    qids = ids[[0, 450, 899]]
+    chunks = [(ids[s:s + 256], v[s:s + 256]) for s in range(0, 900, 256)]  # the queries' own rows in 3 chunks
+    found, seconds = exact_scan(chunks, qids, v[[0, 450, 899]], 10)
+    scores = v[[0, 450, 899]] @ v.T
+    scores[[0, 1, 2], [0, 450, 899]] = -np.inf
+    assert found.tolist() == ids[np.argsort(-scores, axis=1, kind="stable")[:, :10]].tolist() and seconds > 0
+
+
 # -- behaviour in a gallery --------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["ivf-flat", "ivf-sq8", "ivf-pq", "hnsw"])
 def test_exact_below_min_then_trained_and_tuned_recall_holds_on_new_queries(tmp_path, kind):
@@ -130,6 +143,44 @@ def test_auto_is_exact_until_its_documented_size(tmp_path):
         assert g.info()["index"] == "faiss:auto" and g.info()["approximate"] is None
     assert ManagedIndex(DIM, parse("auto")).layout_for(approximate.AUTO_MIN - 1) == "Flat"
     assert ManagedIndex(DIM, parse("auto")).layout_for(approximate.AUTO_MIN).startswith("IVF")
+
+
+def test_auto_falls_back_to_exact_when_measured_not_worth_it_and_keeps_ivf_where_data_has_structure(tmp_path):
+    """auto never serves an approximate index slower than exact search: isotropic random vectors in
+    64-d have no neighbourhood structure (recall 0.95 needs nprobe near nlist), clustered ones do."""
+    from verikit.index.tuning import MIN_SPEEDUP
+
+    dim, n = 64, 10_000
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(300, dim))
+    clustered64 = centres[rng.integers(0, 300, n)] + 0.6 * rng.normal(size=(n, dim))
+    isotropic = rng.normal(size=(n, dim))
+    for name, raw in (("clustered", clustered64), ("isotropic", isotropic)):
+        vectors = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(np.float32)
+        path = tmp_path / name
+        with Gallery.create(path, dim=dim, fingerprint="fp", index=f"auto,min={n}") as g:
+            for s in range(0, n, 2500):
+                g.add_many({f"p{i}": (vectors[i:i + 1], None) for i in range(s, s + 2500)})
+            info = g.info()["approximate"]
+            hits = g.search(vectors[:50], 10)
+        if name == "clustered":  # the partition pays: IVF kept, at its measured recall and speed
+            assert info["layout"].startswith("IVF") and "fallback" not in info, info
+            assert info["met"] and info["speedup"] >= MIN_SPEEDUP
+            continue
+        nlist = int(info["tried"]["layout"][3:].split(",")[0])
+        assert info["fallback"] == "exact" and info["layout"] == "Flat" and info["trained_at"] == n, info
+        assert info["tried"]["speedup"] < MIN_SPEEDUP or not info["tried"]["met"]
+        assert info["tried"]["value"] >= nlist // 4  # the recall needed a search over much of the partition
+        assert "searching exactly" in info["reason"] and "\n" not in info["reason"]
+        truth = true_top(vectors, vectors[:50], 10)  # served exactly: the true top-10, nothing approximate
+        assert [[int(h.identity[1:]) for h in row] for row in hits] == truth.tolist()
+        with Gallery.open(path) as g:  # the decision is saved with the index: not re-measured on open
+            assert g._index.rebuilds == 0 and g.info()["approximate"] == info
+        record = json.loads((path / INDEX_META_FILE).read_text())["tuning"]
+        assert record["fallback"] == "exact"
+    m = ManagedIndex(dim, parse(f"auto,min={n}"))
+    m.restore({"layout": "Flat", "fallback": "exact", "trained_at": n})  # grown 4x: measured again
+    assert m.action(n) is None and m.action(4 * n - 1) is None and m.action(4 * n) == "rebuild"
 
 
 # -- other processes, crashes ---------------------------------------------------------------------------

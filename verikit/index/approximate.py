@@ -6,7 +6,7 @@ Specs (``--index``)::
     faiss:ivf-sq8    IVF, 8-bit scalar-quantised vectors        (removal: yes; memory: 1/4 of Flat)
     faiss:ivf-pq     IVF, product-quantised codes               (removal: yes; memory: ~1/32 of Flat)
     faiss:hnsw       HNSW graph, full vectors                   (removal: rebuilds; memory: Flat + graph)
-    auto             exact Flat below 100,000 templates, ivf-flat above
+    auto             exact Flat below 100,000 templates, ivf-flat above, unless measured slower
 
 each optionally followed by ``,recall=R`` (the 10-recall@10 to meet, default 0.95), ``,k=K`` (the
 k of recall@k) and ``,min=N`` (the size at which the approximate layout replaces exact search).
@@ -20,6 +20,13 @@ meets the target (:mod:`verikit.index.tuning`). When the gallery has grown 4x pa
 trained at, IVF layouts are retrained (the partition then has about half the lists it should)
 and HNSW is re-tuned. The quantised layouts (SQ8, PQ) lose precision in the codes themselves, so
 their shortlist is widened ``rerank`` times and re-ranked exactly with the stored templates.
+
+``auto`` keeps the approximate layout only when it pays: tuning also times the exact scan on the
+same queries, and when the recall needs so wide a search (``nprobe`` near ``nlist``) that the
+approximate index is less than 1.5x faster than exact search, or the recall is not met at all,
+the gallery searches exactly and ``gallery info`` says why (``fallback``/``reason``). It tries
+again when the gallery has grown 4x. The explicit kinds are kept as asked, with the measured
+``speedup`` on record.
 
 Why ``auto`` switches at 100,000: an exact flat scan of 100,000 x 256 float32 takes ~1-2 ms per
 query on one core (it scales linearly), which is already as fast as a gallery round trip; above it
@@ -166,7 +173,7 @@ class ManagedIndex:
     @property
     def rerank(self) -> int:
         """Shortlist widening for exact re-ranking (0: none)."""
-        return int(self.tuning.get("rerank", 0)) if self.tuning else 0
+        return int(self.tuning.get("rerank", 0)) if self.tuning and not self.exact else 0
 
     def train(self, vectors: np.ndarray) -> None:
         self.inner.train(vectors)
@@ -223,12 +230,28 @@ class ManagedIndex:
         """What a gallery of n templates calls for: "rebuild" (change layout / retrain),
         "retune" (measure again), or None."""
         if self.exact:
+            if self.fell_back:  # tuning found exact search better: try again once grown 4x
+                return "rebuild" if n >= GROWTH * max(int(self.tuning.get("trained_at", 0)), 1) else None
             return "rebuild" if n >= self.spec.min else None
         if self.tuning is None:
             return "rebuild"  # an approximate layout without a measured recall is not trusted
         if n >= GROWTH * max(int(self.tuning.get("trained_at", 0)), 1):
             return "retune" if self.spec.family == "hnsw" else "rebuild"
         return None
+
+    @property
+    def fell_back(self) -> bool:
+        """Exact search because tuning measured the approximate layout as not worth it (auto)."""
+        return self.exact and bool(self.tuning) and self.tuning.get("fallback") == "exact"
+
+    def use_exact(self, chunks: Any, record: dict[str, Any]) -> None:
+        """Replace the approximate index by an exact one holding the same templates (``chunks``:
+        (ids, vectors) pairs), with ``record`` (saying why) as its tuning."""
+        self.inner = FaissIndex(self.dim, "Flat")  # the approximate index is freed first
+        self.layout = "Flat"
+        for ids, vecs in chunks:
+            self.inner.add(ids, vecs)
+        self.tuning = dict(record)
 
     def param_name(self) -> str:
         return "efSearch" if self.layout.startswith("HNSW") else "nprobe"
@@ -259,7 +282,13 @@ class ManagedIndex:
         """After :meth:`load`: apply the tuning recorded with the saved file; False when the file and
         the record do not belong together (the caller then rebuilds)."""
         if self.layout == "Flat":
-            return tuning is None
+            if tuning is None:
+                return True
+            if (isinstance(tuning, dict) and tuning.get("fallback") == "exact" and tuning.get("layout") == "Flat"
+                    and isinstance(tuning.get("trained_at"), int)):
+                self.tuning = dict(tuning)  # exact by measurement: remembered, so not retried at once
+                return True
+            return False
         if not isinstance(tuning, dict) or not isinstance(tuning.get("layout"), str):
             return False
         try:

@@ -711,10 +711,12 @@ class Gallery:
 
 
 def _approximate_summary(tuning: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """What `gallery info` says about a managed approximate index: None while the search is exact."""
+    """What `gallery info` says about a managed approximate index: None while the search is exact,
+    except when tuning chose exact search by measurement (``fallback``: the reason and what was tried)."""
     if not tuning:
         return None
-    keys = ("layout", "param", "value", "rerank", "k", "target", "recall", "met", "queries", "trained_at")
+    keys = ("layout", "param", "value", "rerank", "k", "target", "recall", "met", "speedup", "queries", "trained_at",
+            "fallback", "reason", "tried")
     return {k: tuning[k] for k in keys if k in tuning}
 
 

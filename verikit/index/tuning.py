@@ -7,6 +7,16 @@ of the templates in SQLite. The smallest ``nprobe`` (IVF) or ``efSearch`` (HNSW)
 recall@k meets the target is kept; quantised layouts first try a shortlist widened 4x and then
 16x, re-ranked exactly. The figure recorded is the measured one, with the number of queries, so
 its precision is known (500 queries x k=10 answers: standard error ~0.3% at recall 0.95).
+
+Speed is measured too, on the same queries: the exact scan (a flat inner-product search over every
+template, timed chunk by chunk while the exact answer is computed) against the approximate search
+as the gallery runs it (shortlist and re-rank included). The record keeps the ratio as
+``speedup``. The ``auto`` policy never serves an approximate index that does not pay for giving up
+exactness: when no search parameter meets the recall, or the one that does is less than
+:data:`MIN_SPEEDUP` times faster than the exact scan (data without neighbourhood structure, such
+as isotropic random vectors, needs ``nprobe`` close to ``nlist``), the index falls back to exact
+search and the record says why (``fallback``, ``reason``, and what was ``tried``). An explicitly
+chosen layout (``faiss:ivf-pq`` ...) is kept as asked, with its measured ``speedup`` on record.
 """
 
 from __future__ import annotations
@@ -23,6 +33,11 @@ from .store import decode_vectors
 
 N_QUERIES = 500
 RERANK_WIDTHS = (4, 16)
+# auto: the approximate search must be at least this many times faster than the exact scan, as
+# measured, to replace it. Below that, exactness is worth more than the gain, and on a loaded
+# machine timing noise alone can move a ratio near 1 either way.
+MIN_SPEEDUP = 1.5
+TIMING_REPEATS = 3
 
 
 def sample_queries(conn: sqlite3.Connection, n: int, dim: int, where: str, seed: int = 0
@@ -54,19 +69,39 @@ def exact_neighbours(chunks: Iterable[tuple[np.ndarray, np.ndarray]], qids: np.n
                      ) -> np.ndarray:
     """(Q, k) ids of each query's exact top-k by inner product over all chunks, itself excluded;
     -1 where there are fewer than k others."""
+    return exact_scan(chunks, qids, q, k)[0]
+
+
+def exact_scan(chunks: Iterable[tuple[np.ndarray, np.ndarray]], qids: np.ndarray, q: np.ndarray, k: int
+               ) -> tuple[np.ndarray, float]:
+    """:func:`exact_neighbours`, and the seconds an exact flat scan of all chunks takes for these
+    queries: each chunk is searched by ``faiss.IndexFlatIP`` (the exact index the gallery would
+    otherwise use; its cost is linear in the number of templates, so the sum over chunks is the
+    cost of one scan), best of two runs per chunk."""
+    import faiss
+
+    q = np.ascontiguousarray(q, dtype=np.float32)
     best_s = np.full((len(q), k), -np.inf, np.float32)
     best_i = np.full((len(q), k), -1, np.int64)
+    seconds = 0.0
     for ids, vecs in chunks:
-        s = q @ vecs.T
-        s[np.equal.outer(qids, ids)] = -np.inf  # held out: a query is not its own neighbour
-        take = min(k, s.shape[1])
-        part = np.argpartition(-s, take - 1, axis=1)[:, :take]
-        cs = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
-        ci = np.concatenate([best_i, ids[part]], axis=1)
+        flat = faiss.IndexFlatIP(q.shape[1])
+        flat.add(np.ascontiguousarray(vecs, dtype=np.float32))
+        take = min(k + 1, len(ids))  # one more: the query itself may be among them
+        runs = []
+        for _ in range(2):
+            started = time.perf_counter()
+            s, pos = flat.search(q, take)
+            runs.append(time.perf_counter() - started)
+        seconds += min(runs)
+        found = ids[np.maximum(pos, 0)]
+        s[(pos < 0) | (found == qids[:, None])] = -np.inf  # held out: a query is not its own neighbour
+        cs = np.concatenate([best_s, s], axis=1)
+        ci = np.concatenate([best_i, found], axis=1)
         order = np.argsort(-cs, axis=1, kind="stable")[:, :k]
         best_s, best_i = np.take_along_axis(cs, order, 1), np.take_along_axis(ci, order, 1)
     best_i[~np.isfinite(best_s)] = -1
-    return best_i
+    return best_i, seconds
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -82,51 +117,92 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 def approximate_neighbours(conn: sqlite3.Connection, backend: Any, qids: np.ndarray, q: np.ndarray, k: int,
                            dim: int, where: str) -> np.ndarray:
     """(Q, k) ids through the index as the gallery searches it (shortlist + re-rank), self excluded."""
+    return approximate_search(conn, backend, qids, q, k, dim, where)[0]
+
+
+def approximate_search(conn: sqlite3.Connection, backend: Any, qids: np.ndarray, q: np.ndarray, k: int,
+                       dim: int, where: str) -> tuple[np.ndarray, float]:
+    """:func:`approximate_neighbours`, and the seconds the search itself took (index search and
+    exact re-ranking, as in the gallery; not the bookkeeping that excludes each query's own id)."""
     want = k + 1
     width = backend.rerank
     fetch = min(backend.ntotal, want * width) if width else want
+    started = time.perf_counter()
     scores, ids = backend.search(q, fetch)
     if width:
         reranked = rerank(conn, q, scores, ids, want, dim, where)
         if reranked is not None:
             scores, ids = reranked
+    seconds = time.perf_counter() - started
     out = np.full((len(q), k), -1, np.int64)
     for r, (row, own) in enumerate(zip(ids, qids)):
         row = row[(row >= 0) & (row != own)][:k]
         out[r, :len(row)] = row
-    return out
+    return out, seconds
 
 
 def tune(conn: sqlite3.Connection, backend: Any, templates: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
          dim: int, where: str, *, n_queries: int = N_QUERIES, seed: int = 0) -> dict[str, Any]:
-    """Measure recall@k of ``backend`` (a :class:`~verikit.index.approximate.ManagedIndex` in an
-    approximate layout), set its search parameter to the cheapest value meeting the spec's target,
-    and return the tuning record (also stored on the backend)."""
+    """Measure recall@k and speed of ``backend`` (a :class:`~verikit.index.approximate.ManagedIndex`
+    in an approximate layout), set its search parameter to the cheapest value meeting the spec's
+    target, and return the tuning record (also stored on the backend). Under ``auto``, an index
+    that misses the target or is not :data:`MIN_SPEEDUP` times faster than the exact scan is
+    refilled as an exact one (see the module docstring)."""
     spec = backend.spec
     started = time.perf_counter()
     n = backend.ntotal
     k = max(1, min(spec.k, n - 1))
     qids, q = sample_queries(conn, min(n_queries, n), dim, where, seed)
-    truth = exact_neighbours(templates(), qids, q, k)
+    truth, exact_s = exact_scan(templates(), qids, q, k)
+    exact_s = max(exact_s, 1e-9)
     widths = RERANK_WIDTHS if spec.quantised else (0,)
-    best: tuple[float, int, int] | None = None
+    auto = spec.kind == "auto"
+
+    def timed() -> tuple[float, float]:
+        found, seconds = approximate_search(conn, backend, qids, q, k, dim, where)
+        return recall_at_k(found, truth), seconds
+
+    best: tuple[float, int, int, float] | None = None
     chosen = None
+    stopped = False
     for width in widths:
         backend.tuning = {"rerank": width}
         for value in backend.param_values():
             backend.set_param(value)
-            measured = recall_at_k(approximate_neighbours(conn, backend, qids, q, k, dim, where), truth)
+            measured, seconds = timed()
             if best is None or measured > best[0]:
-                best = (measured, value, width)
+                best = (measured, value, width, seconds)
             if measured >= spec.recall:
-                chosen = (measured, value, width)
+                chosen = (measured, value, width, seconds)
+                break
+            if auto and seconds >= exact_s:
+                stopped = True  # already as slow as the exact scan: a larger value only costs more
                 break
         if chosen is not None:
             break
-    measured, value, width = chosen or best or (1.0, backend.param_values()[-1], 0)
+    measured, value, width, seconds = chosen or best or (1.0, backend.param_values()[-1], 0, exact_s)
+    backend.tuning = {"rerank": width}
     backend.set_param(value)
+    for _ in range(TIMING_REPEATS - 1):  # the speed the decision rests on: best of a few runs
+        seconds = min(seconds, timed()[1])
+    speedup = exact_s / max(seconds, 1e-9)
     tuning = {"layout": backend.layout, "param": backend.param_name(), "value": int(value), "rerank": int(width),
               "k": k, "target": spec.recall, "recall": round(float(measured), 4), "met": chosen is not None,
-              "queries": int(len(qids)), "trained_at": int(n), "tuned_in_s": round(time.perf_counter() - started, 2)}
+              "speedup": round(float(speedup), 2), "queries": int(len(qids)), "trained_at": int(n),
+              "tuned_in_s": round(time.perf_counter() - started, 2)}
     backend.tuning = tuning
+    if auto and (chosen is None or speedup < MIN_SPEEDUP):
+        why = (f"{backend.layout} {'became as slow as the exact scan before it met' if stopped else 'never met'} "
+               f"recall@{k} {spec.recall:g} (best {tuning['recall']:g} at {tuning['param']}={value}, "
+               f"{speedup:.2f}x the exact scan's speed)"
+               if chosen is None else
+               f"{backend.layout} needed {tuning['param']}={value} for recall@{k} {tuning['recall']:g} "
+               f"(target {spec.recall:g}) and was then {speedup:.2f}x the exact scan's speed "
+               f"(auto needs at least {MIN_SPEEDUP:g}x)")
+        tried = {key: tuning[key] for key in ("layout", "param", "value", "rerank", "recall", "met", "speedup")}
+        record = {"layout": "Flat", "fallback": "exact", "reason": f"{why}: searching exactly",
+                  "k": k, "target": spec.recall, "recall": 1.0, "met": True, "queries": int(len(qids)),
+                  "trained_at": int(n), "tried": tried, "tuned_in_s": round(time.perf_counter() - started, 2)}
+        backend.use_exact(templates(), record)
+        return record
     return tuning
