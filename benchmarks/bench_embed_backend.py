@@ -64,10 +64,12 @@ def photo_folder(n: int) -> tuple[Path, list[Path], list[str]]:
     data = Path(os.environ.get("VERIKIT_DATA") or REPO.parent / "shared" / "data")
     sources = [s for s in (data / "orl_faces", data / "dlib_faces") if s.is_dir()] or [REPO / "data" / "orl_faces"]
     per = -(-n // len(sources))
+    found = [list_images(source)[0] for source in sources]
     files = []
-    for source in sources:
-        found, _ = list_images(source)
-        files += found[:: max(1, len(found) // per)][:per]
+    for photos in found:
+        files += photos[:: max(1, len(photos) // per)][:per]
+    for photos in found:  # a small source (dlib_faces holds a few photos): top up from the others
+        files += [f for f in photos if f not in set(files)][:max(0, n - len(files))]
     files = files[:n]
     if len(files) < n:
         raise SystemExit(f"need {n} real photos under {data}/orl_faces and dlib_faces (or data/orl_faces)")
