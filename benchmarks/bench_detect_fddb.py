@@ -9,16 +9,20 @@ in one run:
   with FDDB's own scoring (ellipse-region overlap > 0.5, one-to-one matching at every threshold).
   Reported: true positive rate at 1,000 false positives, average precision; the ROC curves of all
   three in one HTML report (``--report``).
-* **speed**, images/s on the first ``--speed-images`` photos, batches of 8, the three timings
+* **speed**, images/s on the first ``--speed-images`` photos, batches of 8, the four timings
   interleaved batch by batch (median of the rounds per batch) so a busy neighbour hurts all alike: verikit's whole path from the file (``load_image`` +
   ``detect``: decoding, face-api.js's padding and resize, the forward, decoding the boxes, NMS)
-  against the raw forward of the same network on the same images, prepared beforehand (ratio =
-  verikit / raw; target >= 0.9). Also verikit on decoded images (no JPEG decoding) for the split.
+  against the raw network on the same images, prepared beforehand (already padded, resized and
+  normalised, in the same memory layout): the forward plus the decoding the network's output
+  needs to be boxes (box decoding, score threshold, NMS), with the same threads (ratio =
+  verikit / raw; target >= 0.9). Also verikit on decoded images (no JPEG decoding) for the split,
+  and the ratio to the bare forward alone (without the box decoding and NMS).
   The target is on ``border=0`` (face-api.js's path, one forward per photo as in the baseline);
   the default ``border=0.5`` is timed as well, with the number of photos it searches twice.
 
 Run: ``.venv/bin/python benchmarks/bench_detect_fddb.py [--quick] [--threads 1 2] [--report DIR]
-[--folds 2 3 ...] [--skip accuracy|speed] [--speed-target-only] [--speed-detector SPEC ...] [--out FILE]`` (``--quick``: 60 photos, a check that it
+[--folds 2 3 ...] [--skip accuracy|speed] [--accuracy-only TEXT ...] [--speed-target-only] [--speed-detector SPEC ...]
+[--out FILE]`` (``--quick``: 60 photos, a check that it
 works). Needs ``python -m verikit_faceapi fetch``. Writes ``benchmarks/results/detect_fddb.json``
 (``detect_fddb_quick.json`` with ``--quick``), after each detector, so a run cut short keeps what
 it measured.
@@ -64,10 +68,13 @@ def spec_line(spec: str, options: dict) -> str:
     return " ".join([spec, *(f"-O {k}={json.dumps(v)}" for k, v in options.items())])
 
 
-def accuracy(items, report: Path | None, annotations: str, save, out: dict) -> dict:
-    """Evaluate each detector of ACCURACY; ``save()`` after each, so a run cut short keeps what it measured."""
+def accuracy(items, report: Path | None, annotations: str, save, out: dict, only: list[str] | None = None) -> dict:
+    """Evaluate each detector of ACCURACY (``only``: those whose spec line contains one of these
+    strings); ``save()`` after each, so a run cut short keeps what it measured."""
     docs = []
     for spec, options in ACCURACY:
+        if only and not any(text in spec_line(spec, options) for text in only):
+            continue
         det = detectors.create(spec, **options)
         start = time.perf_counter()
         res = evaluate_detector(det, items, batch_size=BATCH)
@@ -115,7 +122,12 @@ def speed(paths: list[Path], threads: list[int], rounds: int, save, out: dict, t
         file_batches, pil_batches = _batches(paths), _batches(pil)
 
         @torch.inference_mode()
-        def raw(i):
+        def raw(i):  # the network and the decoding its output needs: boxes, threshold, NMS
+            for boxes, scores in zip(*det.raw_boxes(prepared[i])):
+                det.select(boxes, scores)
+
+        @torch.inference_mode()
+        def forward(i):
             net(prepared[i])
 
         def from_files(i):
@@ -124,16 +136,16 @@ def speed(paths: list[Path], threads: list[int], rounds: int, save, out: dict, t
         def decoded(i):
             det.detect(pil_batches[i])
 
-        fns = {"raw": raw, "from_files": from_files, "decoded": decoded}
+        fns = {"raw": raw, "forward": forward, "from_files": from_files, "decoded": decoded}
         for n in threads:
             torch.set_num_threads(n)
             raw(0), decoded(0)  # warm-up
             # Interleaved batch by batch (the order rotating), so that a neighbour's load hits the
-            # three alike; per batch the median over rounds, summed over the batches.
+            # four alike; per batch the median over rounds, summed over the batches.
             times = {k: [[] for _ in prepared] for k in fns}
             for r in range(rounds):
                 for i in range(len(prepared)):
-                    names = list(fns)[(r + i) % 3:] + list(fns)[:(r + i) % 3]
+                    names = list(fns)[(r + i) % len(fns):] + list(fns)[:(r + i) % len(fns)]
                     for name in names:
                         t = time.perf_counter()
                         fns[name](i)
@@ -143,12 +155,15 @@ def speed(paths: list[Path], threads: list[int], rounds: int, save, out: dict, t
             key = f"{spec_line(spec, options)}/threads={n}"
             out[key] = {"photos_searched_twice": searched_twice, "verikit_from_files_images_per_s": round(ips["from_files"], 2),
                         "verikit_decoded_images_per_s": round(ips["decoded"], 2),
-                        "raw_forward_images_per_s": round(ips["raw"], 2),
+                        "raw_forward_and_decoding_images_per_s": round(ips["raw"], 2),
+                        "raw_forward_only_images_per_s": round(ips["forward"], 2),
                         "ratio_from_files": round(ips["from_files"] / ips["raw"], 3),
-                        "ratio_decoded": round(ips["decoded"] / ips["raw"], 3)}
+                        "ratio_decoded": round(ips["decoded"] / ips["raw"], 3),
+                        "ratio_from_files_to_forward_only": round(ips["from_files"] / ips["forward"], 3)}
             print(f"{key:60s} verikit from files {ips['from_files']:6.2f} img/s, decoded {ips['decoded']:6.2f}; "
-                  f"raw forward {ips['raw']:6.2f} img/s; ratio {ips['from_files'] / ips['raw']:.3f} "
-                  f"(decoded {ips['decoded'] / ips['raw']:.3f})", flush=True)
+                  f"raw {ips['raw']:6.2f} img/s (forward alone {ips['forward']:6.2f}); ratio "
+                  f"{ips['from_files'] / ips['raw']:.3f} (decoded {ips['decoded'] / ips['raw']:.3f}, "
+                  f"to the forward alone {ips['from_files'] / ips['forward']:.3f})", flush=True)
             save()
     return out
 
@@ -162,6 +177,8 @@ def main() -> None:
     ap.add_argument("--skip", choices=["accuracy", "speed"], default=None)
     ap.add_argument("--speed-target-only", action="store_true", help="time only the border=0 runs (the ratio target)")
     ap.add_argument("--speed-detector", nargs="+", default=None, help="time only these specs (e.g. faceapi:tiny_yolo)")
+    ap.add_argument("--accuracy-only", nargs="+", default=None, metavar="TEXT",
+                    help="evaluate only the detectors whose spec line contains TEXT (e.g. 'input_size=608')")
     ap.add_argument("--report", type=Path, default=None, help="write the HTML report of the ROC curves here")
     ap.add_argument("--folds", type=int, nargs="+", default=None,
                     help="FDDB fold numbers to score (default: every ellipse list in the folder, 02-10)")
@@ -184,7 +201,8 @@ def main() -> None:
     report = {"dataset": f"{annotations} ({data})" + (", first 60 photos (--quick)" if args.quick else ""),
               "images": len(items), "faces": int(sum(len(i.boxes) for i in items)),
               "scoring": "FDDB discrete score: ellipse-region overlap > 0.5, Hungarian matching per threshold",
-              "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}", "date": time.strftime("%Y-%m-%d")}
+              "machine": f"{os.cpu_count()} CPUs, torch {torch.__version__}",
+              "load_average_at_start": [round(v, 2) for v in os.getloadavg()], "date": time.strftime("%Y-%m-%d")}
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     RESULTS.mkdir(exist_ok=True)
     target = args.out or RESULTS / ("detect_fddb_quick.json" if args.quick else "detect_fddb.json")
@@ -194,7 +212,7 @@ def main() -> None:
 
     if args.skip != "accuracy":
         report["accuracy"] = {}
-        accuracy(items, args.report, annotations, save, report["accuracy"])
+        accuracy(items, args.report, annotations, save, report["accuracy"], args.accuracy_only)
     if args.skip != "speed":
         report["speed"] = {"images": n_speed, "batch": BATCH, "rounds": 1 if args.quick else args.rounds, "results": {}}
         speed([i.path for i in items[:n_speed]], args.threads, 1 if args.quick else args.rounds, save,

@@ -128,6 +128,27 @@ def test_input_is_face_api_js_pad_to_square_then_tfjs_resize_bilinear(h, w, size
     assert np.allclose(ours, tf_resize_bilinear_legacy(square, size), atol=0.02)  # float32 grid: ~1e-4 of 255
 
 
+def test_normalised_input_is_the_normalised_resize_in_and_out_of_inference_mode():
+    """The normalisation is applied with the resize ((x - mean) / scale of face-api.js's input), on a
+    read-only pixel array as PIL gives it; the sampling grid cached for one source shape serves
+    later calls of either mode and of another shape's source unchanged."""
+    from PIL import Image
+
+    x = np.random.default_rng(5).integers(0, 256, size=(13, 20, 3)).astype(np.uint8)
+    pixels = np.asarray(Image.fromarray(x))
+    assert not pixels.flags.writeable
+    expected = (tf_resize_bilinear_legacy(np.pad(x.astype(np.float64), ((0, 7), (0, 0), (0, 0))), 16)
+                - np.array(MEAN_RGB)) / 255.0
+    with torch.inference_mode():
+        inside = resize_to_square(pixels, 16, MEAN_RGB, 255.0)
+    other = resize_to_square(x[:, :13], 16, MEAN_RGB, 255.0)  # 13 x 13: no padding
+    outside = resize_to_square(pixels, 16, MEAN_RGB, 255.0)
+    assert not outside.is_inference() and torch.equal(inside, outside)
+    assert np.allclose(outside.permute(1, 2, 0).numpy(), expected, atol=1e-4)
+    square = tf_resize_bilinear_legacy(x[:, :13].astype(np.float64), 16)
+    assert np.allclose(other.permute(1, 2, 0).numpy(), (square - np.array(MEAN_RGB)) / 255.0, atol=1e-4)
+
+
 def test_reshaped_dims_round_halves_up_as_javascript_does():
     assert reshaped_dims(450, 401, 512) == (512, 456)  # 401 * 512 / 450 = 456.28
     assert reshaped_dims(401, 450, 512) == (456, 512)
