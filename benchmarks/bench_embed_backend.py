@@ -40,8 +40,13 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import torch
+# Eager PyTorch runs here as it runs under the verikit CLI: idle OpenMP threads sleep instead of
+# spinning (verikit/cli/main.py; ONNX Runtime's spinning is off too). Spinning eager threads on a
+# shared machine would handicap the baseline. Set before torch is first imported below.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
