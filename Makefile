@@ -26,6 +26,8 @@ $(STAMP): pyproject.toml constraints.txt $(addsuffix /pyproject.toml,$(PLUGINS))
 demo: $(STAMP)
 	$(BIN)/verikit demo --data data/orl_faces --workdir demo-output
 
+# --dist loadfile: each test file stays on one worker (tests/test_docs_commands.py runs a document's
+# blocks in order, each building on the last; module fixtures are built once).
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile --durations=25
 
