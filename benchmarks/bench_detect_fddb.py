@@ -8,7 +8,9 @@ in one run:
   score threshold so its ROC reaches far: ``verikit.evaluate.detection.run.evaluate_detector``
   with FDDB's own scoring (ellipse-region overlap > 0.5, one-to-one matching at every threshold).
   Reported: true positive rate at 1,000 false positives, average precision; the ROC curves of all
-  three in one HTML report (``--report``).
+  three in one HTML report (``--report``); then the two face-api.js detectors looking at a
+  contrast-normalised copy of each photo (``enhance=equalize|clahe``), to see what the low-light
+  option does to ordinary photos.
 * **speed**, images/s on the first ``--speed-images`` photos, batches of 8, the four timings
   interleaved batch by batch (median of the rounds per batch) so a busy neighbour hurts all alike: verikit's whole path from the file (``load_image`` +
   ``detect``: decoding, face-api.js's padding and resize, the forward, decoding the boxes, NMS)
@@ -54,6 +56,10 @@ ACCURACY = [
     ("haar", {"min_neighbors": 1, "eyes": False, "border": 0}),
     ("faceapi:tiny_yolo", {"landmarks": False, "score_threshold": 0.05}),
     ("faceapi:tiny_yolo", {"landmarks": False, "score_threshold": 0.05, "input_size": 608}),
+    # the low-light option (verikit_faceapi.contrast): what it costs or gains on ordinary photos
+    ("faceapi:ssd", {"landmarks": False, "score_threshold": 0.05, "enhance": "equalize"}),
+    ("faceapi:ssd", {"landmarks": False, "score_threshold": 0.05, "enhance": "clahe"}),
+    ("faceapi:tiny_yolo", {"landmarks": False, "score_threshold": 0.05, "enhance": "equalize"}),
 ]
 FP_GRID = (0, 10, 25, 50, 100, 250, 500, 1000, 2000)  # the ROC, sampled for the JSON
 # spec, options for the speed runs, at face-api.js's default thresholds. The ratio target is on

@@ -193,8 +193,12 @@ def main() -> None:
     ap.add_argument("--datasets", default="orl,train,yalefaces,yale,landmarks")
     ap.add_argument("--boxes", default=",".join(b for _, b in BOX_SOURCES),
                     help="box sources of the faceapi rows (ssd,tiny_yolo,haar)")
+    ap.add_argument("--box-enhance", default="none", choices=["none", "equalize", "clahe"],
+                    help="the SSD / Tiny-YOLO rows: the box network looks at a contrast-normalised copy (enhance option)")
     ap.add_argument("--only-boxes", action="store_true",
                     help="only the rows whose faces come from the --boxes sources (e.g. to add a new detector's rows)")
+    ap.add_argument("--rows", nargs="+", default=None, metavar="TEXT",
+                    help="only the input rows whose name contains one of these strings")
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--train-epochs", type=int, default=10, help="epochs of the s1-s30 training rows")
     ap.add_argument("--results", type=Path, default=RESULTS / "pretrained_face.json")
@@ -212,10 +216,18 @@ def main() -> None:
                  "rows": []}
     sets = args.datasets.split(",")
     sources = [(name, b) for name, b in BOX_SOURCES if b in args.boxes.split(",")]
+    if args.box_enhance != "none":  # the face-api.js networks' rows, found on enhanced copies
+        label = {"equalize": "equalised", "clahe": "CLAHE"}[args.box_enhance]
+        sources = [(name if b == "haar" else f"{name} (found on {label} copies)", b) for name, b in sources]
+
+    def box_options(boxes: str, options: dict | None = None) -> dict:
+        extra = {"enhance": args.box_enhance} if boxes != "haar" and args.box_enhance != "none" else {}
+        return {**extra, **(options or {})}
     wanted = {f"faceapi:{b}" for _, b in sources}
 
     def keep(inputs: dict) -> dict:  # --only-boxes: the rows of the chosen box sources alone
-        return {k: v for k, v in inputs.items() if not args.only_boxes or (v is not None and v.detector in wanted)}
+        return {k: v for k, v in inputs.items() if (not args.only_boxes or (v is not None and v.detector in wanted))
+                and (not args.rows or any(text in k for text in args.rows))}
 
     def save() -> None:  # after each data set, so a run cut short keeps what it measured
         args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +236,8 @@ def main() -> None:
         inputs = {"whole image": None,
                   "Haar crop": PipelineSettings("haar", align=False),
                   "Haar crop, eyes levelled": PipelineSettings("haar"),
-                  **{f"{name} boxes, landmark chip, margin 0.25": PipelineSettings(f"faceapi:{boxes}", crop_margin=0.25)
+                  **{f"{name} boxes, landmark chip, margin 0.25": PipelineSettings(f"faceapi:{boxes}", box_options(boxes),
+                                                                                  crop_margin=0.25)
                      for name, boxes in sources},
                   "SSD boxes, landmark chip, margin 0.2 (verikit default)": PipelineSettings("faceapi"),
                   "Haar boxes, landmark chip, margin 0.25, landmarks found on the equalised image":
@@ -237,7 +250,8 @@ def main() -> None:
         # Yale Face Database: 15 people x 11 conditions (lighting, expressions, glasses), faces small in the frame
         items = sorted((p.name.split(".")[0], p) for p in (SHARED / "yalefaces").iterdir() if p.name.startswith("subject"))
         inputs = {"whole image": None, "Haar crop, eyes levelled": PipelineSettings("haar"),
-                  **{f"{name} boxes, landmark chip, margin 0.25": PipelineSettings(f"faceapi:{boxes}", crop_margin=0.25)
+                  **{f"{name} boxes, landmark chip, margin 0.25": PipelineSettings(f"faceapi:{boxes}", box_options(boxes),
+                                                                                  crop_margin=0.25)
                      for name, boxes in sources},
                   "Haar boxes, landmark chip, margin 0.25, landmarks found on the equalised image":
                       PipelineSettings("faceapi:haar", {"equalize": True}, crop_margin=0.25)}
@@ -248,7 +262,8 @@ def main() -> None:
                   "landmark chip, margin 0.25": PipelineSettings("faceapi:none", crop_margin=0.25),
                   "landmark chip, margin 0.25, landmarks found on the equalised image":
                       PipelineSettings("faceapi:none", {"equalize": True}, crop_margin=0.25),
-                  **{f"{name} boxes, landmark chip, margin 0.25{extra}": PipelineSettings(f"faceapi:{boxes}", options,
+                  **{f"{name} boxes, landmark chip, margin 0.25{extra}": PipelineSettings(f"faceapi:{boxes}",
+                                                                                          box_options(boxes, options),
                                                                                           crop_margin=0.25)
                      for name, boxes in sources if boxes != "haar"
                      for extra, options in (("", {}), (", landmarks found on the equalised image", {"equalize": True}))}}

@@ -236,6 +236,8 @@ def test_detector_options(fake):
         ("tiny_yolo", dict(nms_iou=0), r"nms_iou must be a number in \(0, 1\]"),
         ("ssd", dict(max_results=0), "max_results must be a positive integer"),
         ("ssd", dict(border=-1), "border must be a number"),
+        ("ssd", dict(enhance="bright"), "enhance must be one of none, equalize, clahe"),
+        ("haar", dict(enhance="equalize"), r"enhance apply to face-api.js's own detectors"),
         ("ssd", dict(box_options={"min_neighbors": 3}), "box_options is for another box detector"),
         ("haar", dict(score_threshold=0.3), r"score_threshold apply to face-api.js's own detectors"),
         ("ssd", dict(landmarks="yes"), "landmarks must be true or false"),
@@ -342,3 +344,68 @@ def test_real_ssd_finds_faces_that_fill_the_frame_with_its_border_search():
     for p, f in zip(plain, framed):  # where the first search finds a face, its boxes are kept
         if len(p):
             assert np.array_equal(p.boxes, f.boxes)
+
+
+def _torch_prepare(det: FaceApiBoxDetector, images) -> torch.Tensor:
+    """The input batch as the detector made it before its preparation moved to numpy (torch ops
+    throughout: float copy, zero padding, in-place normalisation, grid_sample, copy into a
+    channels-last batch) -- the 'before' of the test below, kept verbatim."""
+    from verikit_faceapi.face_detector import _sample_grid
+    from verikit_faceapi.tiny_yolo import TINY_MEAN_RGB
+
+    mean, scale = ((127.5,) * 3, 127.5) if det.kind == "ssd" else (TINY_MEAN_RGB, 255.0)
+    size = det.input_size
+    batch = torch.empty((len(images), 3, size, size)).contiguous(memory_format=torch.channels_last)
+    for k, image in enumerate(images):
+        pixels = np.asarray(image.convert("RGB"))
+        h, w, channels = pixels.shape
+        side = max(h, w)
+        rows, cols = h + int(h < side), w + int(w < side)
+        x = torch.empty((1, rows, cols, channels))
+        x[0, :h, :w] = torch.from_numpy(np.array(pixels))
+        x[0, h:] = 0.0
+        x[0, :h, w:] = 0.0
+        x.sub_(torch.tensor(mean, dtype=x.dtype)).div_(scale)
+        batch[k] = torch.nn.functional.grid_sample(x.permute(0, 3, 1, 2), _sample_grid(rows, cols, side, size),
+                                                   mode="bilinear", padding_mode="border", align_corners=True)[0]
+    return batch
+
+
+@needs_real
+@pytest.mark.parametrize("kind", ["ssd", "tiny_yolo"])
+def test_real_fddb_boxes_are_unchanged_by_the_numpy_preparation(kind):
+    """On real FDDB photos (portrait and landscape, so the padding falls on either side; one grey,
+    converted to RGB) the batch the detector prepares is bitwise the one torch's ops made before,
+    at 1 and 2 threads, and detect() returns exactly the boxes and scores the network gives on that
+    earlier batch (at a low threshold, so many boxes are compared)."""
+    from verikit.evaluate.detection.fddb import read_fddb
+
+    folds = DATA / "fddb" / "FDDB-folds" / "FDDB-fold-02-ellipseList.txt"
+    if not folds.is_file():
+        pytest.skip(f"{folds} not found; set VERIKIT_DATA")
+    images = [load_image(item.path) for item in read_fddb(folds)[:8]]
+    assert {w > h for w, h in (im.size for im in images)} == {True, False}
+    images[3] = images[3].convert("L")
+    det = create_detector(kind, landmarks=False, border=0, score_threshold=0.05)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            with torch.inference_mode():
+                before = _torch_prepare(det, images)
+                after = det.prepare(images)
+            assert after.is_contiguous(memory_format=torch.channels_last)
+            assert torch.equal(after, before)
+    finally:
+        torch.set_num_threads(threads)
+    with torch.inference_mode():
+        raw = det.raw_boxes(before)
+    found = det.detect(images)
+    compared = 0
+    for image, boxes, scores, dets in zip(images, *raw, found):
+        boxes, scores = det.select(boxes, scores)
+        pixels = det.to_image(boxes, image.size)
+        nonempty = (pixels[:, 2] > pixels[:, 0]) & (pixels[:, 3] > pixels[:, 1])
+        assert np.array_equal(dets.boxes, pixels[nonempty]) and np.array_equal(dets.scores, scores.numpy()[nonempty])
+        compared += len(dets)
+    assert compared >= 16

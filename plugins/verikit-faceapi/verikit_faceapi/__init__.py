@@ -68,11 +68,14 @@ BOX_NETWORKS = {"ssd": ("ssd", 512, 0.5, 100), "tiny_yolo": ("tiny_yolo", 416, 0
 # OpenCV Haar 0.736, Tiny-YOLO (416 px) 0.600. On photos already cropped to a face (ORL) Haar
 # boxes give the better chips (0.0% vs 3.3% EER): faceapi:haar there.
 DEFAULT_BOXES = "ssd"
+# What face-api.js's own detectors look at by default: the photo as given (see create_detector's enhance).
+DEFAULT_ENHANCE = "none"
 
 
 def create_detector(boxes: str | None = DEFAULT_BOXES, *, score_threshold: float | None = None,
                     input_size: int | None = None, nms_iou: float | None = None, max_results: int | None = None,
-                    box_weights: str | None = None, border: float | None = None, box_options: dict[str, Any] | None = None,
+                    box_weights: str | None = None, border: float | None = None, enhance: str | None = None,
+                    box_options: dict[str, Any] | None = None,
                     landmarks: bool = True, weights: str | None = None, margin: float | None = None,
                     equalize: bool = False):
     """Entry-point factory for ``faceapi[:BOXES]``; every option is JSON-serialisable.
@@ -87,7 +90,10 @@ def create_detector(boxes: str | None = DEFAULT_BOXES, *, score_threshold: float
       ``box_weights`` (the network's safetensors file) -- face-api.js's defaults throughout --
       and ``border`` (default 0.5: an image where nothing is found is searched again inside a grey
       border of this fraction of its longer side, so a face filling the frame is found; 0 gives
-      face-api.js's boxes exactly);
+      face-api.js's boxes exactly) and ``enhance`` (``none``, the default, ``equalize`` or
+      ``clahe``: the network looks at a copy of the photo with its luminance histogram-equalised or
+      CLAHE-equalised, for dark photos; the boxes are the photo's, and so are the crops;
+      :mod:`verikit_faceapi.contrast`);
     * any other verikit detector spec (``haar``, ``haar:frontalface_alt2``, ...) with
       ``box_options`` (that detector's options);
     * ``none``: the whole image is the face (photos already cropped to one face).
@@ -110,11 +116,12 @@ def create_detector(boxes: str | None = DEFAULT_BOXES, *, score_threshold: float
         raise PluginError(f"faceapi option box_options must be an object of detector options, got {box_options!r}")
     name = "none" if boxes is None else str(boxes)
     own = {"score_threshold": score_threshold, "input_size": input_size, "nms_iou": nms_iou,
-           "max_results": max_results, "box_weights": box_weights, "border": border}
+           "max_results": max_results, "box_weights": box_weights, "border": border, "enhance": enhance}
     if name in BOX_NETWORKS:
         if box_options:
             raise PluginError(f"faceapi option box_options is for another box detector; {name} takes "
-                              "score_threshold, input_size, nms_iou, max_results and box_weights directly")
+                              "score_threshold, input_size, nms_iou, max_results, box_weights, border and enhance "
+                              "directly")
         box_detector = _box_network(name, **own)
     else:
         given = sorted(k for k, v in own.items() if v is not None)
@@ -153,12 +160,13 @@ def _check_landmark_options(margin: Any, equalize: Any, landmarks: Any) -> None:
 
 
 def _box_network(name: str, *, score_threshold: Any, input_size: Any, nms_iou: Any, max_results: Any,
-                 box_weights: str | None, border: Any):
+                 box_weights: str | None, border: Any, enhance: Any):
     """face-api.js's ``name`` detector with its options checked (face-api.js's defaults for None)."""
     import math
 
     from verikit.plugin_api import PluginError
 
+    from .contrast import ENHANCE_MODES
     from .face_detector import FaceApiBoxDetector
     from .weights import load_network
 
@@ -183,8 +191,11 @@ def _box_network(name: str, *, score_threshold: Any, input_size: Any, nms_iou: A
     if cap is not None and not (isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1):
         raise PluginError(f"faceapi:{name} option max_results must be a positive integer, got {cap!r}")
     frame = 0.5 if border is None else number(border, "border", 0.0, 2.0)
+    contrast = DEFAULT_ENHANCE if enhance is None else enhance
+    if contrast not in ENHANCE_MODES:
+        raise PluginError(f"faceapi:{name} option enhance must be one of {', '.join(ENHANCE_MODES)}, got {enhance!r}")
     return FaceApiBoxDetector(load_network(key, box_weights), name, input_size=size, score_threshold=threshold,
-                              nms_iou=iou, max_results=cap, border=frame)
+                              nms_iou=iou, max_results=cap, border=frame, enhance=contrast)
 
 
 def detector_unavailable() -> str | None:

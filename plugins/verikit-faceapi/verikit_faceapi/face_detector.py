@@ -36,32 +36,47 @@ from verikit.plugin_api import Detections
 
 
 def resize_to_square(pixels: np.ndarray, size: int, mean: Sequence[float] = (0.0, 0.0, 0.0),
-                     scale: float = 1.0) -> torch.Tensor:
+                     scale: float = 1.0, out: np.ndarray | None = None) -> torch.Tensor:
     """(H, W, C) pixels -> (C, size, size) float32: zero-padded at the bottom/right to a square
     (face-api.js's ``padToSquare``), resized with tfjs's ``resizeBilinear(alignCorners=false,
     halfPixelCenters=false)`` -- output pixel i reads source position i * side / size, between
     entries floor and min(ceil, side - 1) -- and normalised, (x - mean) / scale. Normalising is
-    linear, so it is done on the padded source, before the resize.
+    linear, so it is done on the padded source, before the resize. ``out``: a (size, size, C)
+    float32 array (a view into a channels-last batch) that receives the result as well.
 
     One ``grid_sample`` does it (two to three times faster here than gathering in numpy): a grid with
     ``align_corners=True`` addresses pixel indices exactly; one zero row / column on the short
     side stands for the padding, and ``padding_mode='border'`` repeats it beyond, as it repeats
     the long side's last pixel where TensorFlow clamps to it.
 
-    The source is built channels-last (the pixels' own layout: the uint8 -> float copy, the
-    padding and the in-place normalisation each make one contiguous pass) and the grid is cached
-    per source shape: the same arithmetic as padding, normalising and sampling a (C, H, W) copy,
-    with fewer passes over the photo (this runs once per image on the detection path)."""
+    Everything around that one call is numpy, on purpose: the uint8 -> float conversion, the mean
+    subtracted, the padding, the division and the copy into the batch are each exact or a single
+    correctly rounded float32 operation, so the values are bitwise those torch's
+    elementwise ops give, but numpy runs them on the calling thread. Torch would open a parallel
+    region for each of them (and ``grid_sample`` parallelises over the batch only, so one image
+    runs on one thread): with two threads on two shared cores each region waits for the other
+    thread to be scheduled, which made preparing a photo several times slower at 2 threads than
+    at 1 (measured under load) and left the forward, which does gain from threads, with less."""
     h, w, channels = pixels.shape
     side = max(h, w)
     rows, cols = h + int(h < side), w + int(w < side)
-    x = torch.empty((1, rows, cols, channels))
-    x[0, :h, :w] = torch.from_numpy(np.array(pixels, copy=not pixels.flags.writeable))
-    x[0, h:] = 0.0  # the padding row / column (at most one of the two exists)
-    x[0, :h, w:] = 0.0
-    x.sub_(torch.tensor(mean, dtype=x.dtype)).div_(scale)
+    mean32 = np.asarray(mean, np.float32)
+    x = np.empty((rows, cols, channels), np.float32)
+    # Rows of (width x channels) values, so numpy's inner loops run along a row, not over 3 channels.
+    image = x.reshape(rows, cols * channels)[:h, :w * channels]
+    image[...] = pixels.reshape(h, w * channels)
+    image -= np.tile(mean32, w)
+    x[h:] = -mean32  # the padding row / column (at most one of the two exists): (0 - mean) / scale
+    x[:h, w:] = -mean32
+    x /= np.float32(scale)
     grid = _sample_grid(rows, cols, side, size)
-    return F.grid_sample(x.permute(0, 3, 1, 2), grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+    source = torch.from_numpy(x)[None].permute(0, 3, 1, 2)
+    result = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=True)[0]
+    if out is not None:  # channel by channel: a plane into every third float, faster than one transposing copy
+        planes = result.numpy()
+        for c in range(channels):
+            out[..., c] = planes[c]
+    return result
 
 
 @functools.lru_cache(maxsize=64)
@@ -87,13 +102,15 @@ class FaceApiBoxDetector:
 
     ``score_threshold`` keeps scores strictly above it; ``nms_iou`` suppresses a box whose IoU
     with a better one is above it; ``max_results`` caps the boxes per image (None: no cap);
-    ``input_size`` is the square the network sees; ``border``: see the module's docstring.
+    ``input_size`` is the square the network sees; ``border``: see the module's docstring;
+    ``enhance``: the network looks at a contrast-normalised copy of each photo
+    (:mod:`verikit_faceapi.contrast`; ``none``: the photo itself); the boxes are in the photo's pixels.
     """
 
     BORDER_FILL = (128, 128, 128)  # mid grey: about zero after either network's normalisation
 
     def __init__(self, net: torch.nn.Module, kind: str, *, input_size: int, score_threshold: float, nms_iou: float,
-                 max_results: int | None, border: float = 0.0, batch_size: int = 8) -> None:
+                 max_results: int | None, border: float = 0.0, batch_size: int = 8, enhance: str = "none") -> None:
         # channels-last: about 2x faster depthwise / pointwise convolutions on the CPU (measured)
         self.net = net.eval().to(memory_format=torch.channels_last)
         self.kind = kind
@@ -103,10 +120,12 @@ class FaceApiBoxDetector:
         self.max_results = max_results
         self.border = border
         self.batch_size = batch_size
+        self.enhance = enhance
 
     def __repr__(self) -> str:
         return (f"FaceApiBoxDetector({self.kind!r}, input_size={self.input_size}, score_threshold="
-                f"{self.score_threshold}, nms_iou={self.nms_iou}, max_results={self.max_results}, border={self.border})")
+                f"{self.score_threshold}, nms_iou={self.nms_iou}, max_results={self.max_results}, border={self.border}, "
+                f"enhance={self.enhance!r})")
 
     def prepare(self, images: Sequence[Any]) -> torch.Tensor:
         """The network's input batch for ``images`` (normalised as face-api.js does), channels-last."""
@@ -115,11 +134,12 @@ class FaceApiBoxDetector:
         # SSD: x / 127.5 - 1; Tiny-YOLO: (x - mean) / 255
         mean, scale = ((127.5,) * 3, 127.5) if self.kind == "ssd" else (TINY_MEAN_RGB, 255.0)
         size = self.input_size
-        batch = torch.empty((len(images), 3, size, size)).contiguous(memory_format=torch.channels_last)
+        batch = torch.empty((len(images), size, size, 3))  # channels-last memory, filled through numpy
+        slots = batch.numpy()
         for k, image in enumerate(images):
-            batch[k] = resize_to_square(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), size,
-                                        mean, scale)
-        return batch
+            resize_to_square(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), size, mean, scale,
+                             out=slots[k])
+        return batch.permute(0, 3, 1, 2)
 
     def raw_boxes(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward + decode: (B, N, 4) x1, y1, x2, y2 fractions of the square input, (B, N) scores."""
@@ -171,11 +191,14 @@ class FaceApiBoxDetector:
     def detect(self, images: Sequence[Any]) -> list[Detections]:
         from PIL import ImageOps
 
-        found = self.boxes_and_scores(images)
+        from .contrast import enhanced
+
+        seen = [enhanced(image, self.enhance) for image in images]  # same sizes: boxes are the photo's
+        found = self.boxes_and_scores(seen)
         missed = [k for k, (boxes, _) in enumerate(found) if not len(boxes)] if self.border > 0 else []
         if missed:
             pads = [max(1, round(self.border * max(images[k].size))) for k in missed]
-            framed = [ImageOps.expand(images[k].convert("RGB"), border=p, fill=self.BORDER_FILL)
+            framed = [ImageOps.expand(seen[k].convert("RGB"), border=p, fill=self.BORDER_FILL)
                       for k, p in zip(missed, pads)]
             for k, pad, (boxes, scores) in zip(missed, pads, self.boxes_and_scores(framed)):
                 w, h = images[k].size
