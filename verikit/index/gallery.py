@@ -715,7 +715,8 @@ def _approximate_summary(tuning: Mapping[str, Any] | None) -> dict[str, Any] | N
     except when tuning chose exact search by measurement (``fallback``: the reason and what was tried)."""
     if not tuning:
         return None
-    keys = ("layout", "param", "value", "rerank", "k", "target", "recall", "met", "speedup", "queries", "trained_at",
+    keys = ("layout", "param", "value", "rerank", "k", "target", "recall", "recall_se", "met", "speedup", "queries",
+            "held_out", "trained_at",
             "fallback", "reason", "tried")
     return {k: tuning[k] for k in keys if k in tuning}
 
