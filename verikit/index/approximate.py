@@ -15,10 +15,13 @@ vectors is meaningless and an exact scan of them costs well under a millisecond.
 
 At ``min`` the gallery rebuilds the index in the approximate layout (IVF: ``nlist`` about
 2*sqrt(n), trained on a sample of the templates), then measures recall@k against the exact
-answer on held-out templates and picks the smallest ``nprobe`` (IVF) or ``efSearch`` (HNSW) that
-meets the target (:mod:`verikit.index.tuning`). When the gallery has grown 4x past the size it was
-trained at, IVF layouts are retrained (the partition then has about half the lists it should)
-and HNSW is re-tuned. The quantised layouts (SQ8, PQ) lose precision in the codes themselves, so
+answer on templates held out of the index until then (the tuning queries are never in the
+index they measure, so the figure is what fresh queries get) and picks the smallest ``nprobe``
+(IVF) or ``efSearch`` (HNSW) that meets the target (:mod:`verikit.index.tuning`). When the
+gallery has grown 4x past the size it was built at, the index is rebuilt and tuned again: IVF
+retrained (the partition then has about half the lists it should), HNSW's graph built anew (its
+search parameter cannot be measured honestly on a graph that already holds every template, and
+the rebuilds at 4x growth cost at most a third of the final build in total). The quantised layouts (SQ8, PQ) lose precision in the codes themselves, so
 their shortlist is widened ``rerank`` times and re-ranked exactly with the stored templates.
 
 ``auto`` keeps the approximate layout only when it pays: tuning also times the exact scan on the
@@ -50,7 +53,7 @@ AUTO_MIN = 100_000      # auto: exact below this many templates (see the module 
 DEFAULT_MIN = 10_000    # explicit approximate kinds: exact below this many
 DEFAULT_RECALL = 0.95
 DEFAULT_K = 10
-GROWTH = 4              # retrain (IVF) / re-tune (HNSW) when the gallery has grown this many times
+GROWTH = 4              # rebuild (retrain, re-tune) when the gallery has grown this many times
 TRAIN_PER_LIST = 64     # training vectors per IVF list (faiss warns below 39)
 HNSW_M = 32
 
@@ -227,8 +230,8 @@ class ManagedIndex:
         return 0
 
     def action(self, n: int) -> str | None:
-        """What a gallery of n templates calls for: "rebuild" (change layout / retrain),
-        "retune" (measure again), or None."""
+        """What a gallery of n templates calls for: "rebuild" (change layout, retrain, tune again on
+        held-out templates), or None."""
         if self.exact:
             if self.fell_back:  # tuning found exact search better: try again once grown 4x
                 return "rebuild" if n >= GROWTH * max(int(self.tuning.get("trained_at", 0)), 1) else None
@@ -236,7 +239,7 @@ class ManagedIndex:
         if self.tuning is None:
             return "rebuild"  # an approximate layout without a measured recall is not trusted
         if n >= GROWTH * max(int(self.tuning.get("trained_at", 0)), 1):
-            return "retune" if self.spec.family == "hnsw" else "rebuild"
+            return "rebuild"
         return None
 
     @property

@@ -124,18 +124,12 @@ class DerivedIndex:
         return True
 
     def _replan(self, conn: sqlite3.Connection, target: tuple[int, int, int, int]) -> None:
-        """A managed approximate index: switch layout, retrain or re-tune when the size calls for it
-        (verikit.index.approximate). Another process may have done the work already: a saved copy
-        that needs nothing is loaded and caught up instead."""
+        """A managed approximate index: switch layout or rebuild (retrain, tune again) when the size
+        calls for it (verikit.index.approximate). Another process may have done the work already: a
+        saved copy that needs nothing is loaded and caught up instead."""
         action = getattr(self.backend, "action", None)
         todo = action(self.state.ntotal) if action is not None and self.state is not None else None
         if todo is None:
-            return
-        if todo == "retune":
-            from .tuning import tune
-
-            tune(conn, self.backend, lambda: self.iter_templates(conn), self.dim, self.where)
-            self.saved_generation = None  # the saved record has the old figure: save the new one
             return
         self.state = None
         self._load_saved(target[0])
@@ -172,10 +166,16 @@ class DerivedIndex:
         if begin is not None:  # an index kept outside this process (Milvus): it may hold rows already
             begin()
         prepare = getattr(backend, "prepare", None)
+        held = None  # a managed approximate index: templates kept out of it until it is tuned
         if prepare is not None:  # managed: the layout follows the size, trained on a sample
             want = prepare(count)
+            if not backend.exact:
+                from .tuning import held_out_sample
+
+                held = held_out_sample(conn, count, self.dim, self.where)
             if want:
-                backend.train(self._training_sample(conn, want, count, seed=generation))
+                backend.train(self._training_sample(conn, want, count, seed=generation,
+                                                    exclude=held[0] if held is not None else None))
         elif backend.needs_training:
             # Approximate indexes learn their partition from the data itself.
             vecs = [v for _, v in self.iter_templates(conn)]
@@ -183,8 +183,12 @@ class DerivedIndex:
                 backend.train(np.concatenate(vecs))
         n, h = 0, 0
         for ids, vecs in self.iter_templates(conn):
-            backend.add(ids, vecs)
             n, h = n + len(ids), (h + id_hash(ids)) % (1 << 64)
+            if held is not None:
+                keep = ~np.isin(ids, held[0])
+                ids, vecs = ids[keep], vecs[keep]
+            if len(ids):
+                backend.add(ids, vecs)
         end = getattr(backend, "end_rebuild", None)
         if end is not None:  # ... and drops what it held that the database does not
             end()
@@ -192,20 +196,24 @@ class DerivedIndex:
         if not state.matches(generation, count, hash_, seq):
             raise GalleryError(f"{self.where}: the templates table holds {n} templates but the gallery's meta "
                                f"records {count} (or other ids): gallery.sqlite is damaged; restore it from a backup")
-        if prepare is not None and not backend.exact:
+        if held is not None:
             from .tuning import tune
 
-            tune(conn, backend, lambda: self.iter_templates(conn), self.dim, self.where)
+            # Measured on queries the index does not hold, then they are added (verikit.index.tuning).
+            tune(conn, backend, lambda: self.iter_templates(conn), self.dim, self.where, held)
         self.backend, self.state = backend, state
         self.rebuilds += 1
 
-    def _training_sample(self, conn: sqlite3.Connection, want: int, count: int, *, seed: int) -> np.ndarray:
-        """About ``want`` templates drawn uniformly in one streaming pass (bounded memory)."""
-        if want >= count:
-            return np.concatenate([v for _, v in self.iter_templates(conn)])
+    def _training_sample(self, conn: sqlite3.Connection, want: int, count: int, *, seed: int,
+                         exclude: np.ndarray | None = None) -> np.ndarray:
+        """About ``want`` templates drawn uniformly in one streaming pass (bounded memory), none of
+        the ids in ``exclude`` (the held-out tuning queries: the partition must not have seen them)."""
+        exclude = np.zeros(0, np.int64) if exclude is None else exclude
+        count -= len(exclude)
         rng = np.random.default_rng(seed)
-        p = min(1.0, 1.1 * want / count)  # a little over, trimmed below: never under faiss's minimum
-        parts = [v[rng.random(len(v)) < p] for _, v in self.iter_templates(conn)]
+        p = min(1.0, 1.1 * want / max(count, 1))  # a little over, trimmed below: never under faiss's minimum
+        parts = [v[~np.isin(ids, exclude) & ((rng.random(len(v)) < p) if p < 1.0 else True)]
+                 for ids, v in self.iter_templates(conn)]
         return np.concatenate(parts)[:want]  # 10% over: short of ``want`` only with negligible chance
 
     # -- the saved copy ---------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ class Gallery:
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.RLock()
         self._where = f"gallery '{self.path}'"
+        self._most_templates_at: tuple[tuple[int, int, int, int], int] | None = None
         try:
             meta = read_meta(conn, self._where)
             self._meta = {k: str(v) for k, v in dict(conn.execute("SELECT key, value FROM meta")).items()}
@@ -609,7 +610,8 @@ class Gallery:
             if not self.measure.monotone_in_cosine:
                 return ranking.exact_search(self._conn, self.measure, q, top_k, self.dim, self._where)
             self._index.sync(self._conn)
-            results = ranking.index_search(self._conn, self._index.backend, self.measure, q, top_k)
+            results = ranking.index_search(self._conn, self._index.backend, self.measure, q, top_k,
+                                           self._most_templates())
             if results is None:  # the index named a template the database does not hold: rebuild, once
                 self._index.rebuild(self._conn)
                 results = ranking.index_search(self._conn, self._index.backend, self.measure, q, top_k)
@@ -617,6 +619,18 @@ class Gallery:
                 raise GalleryError(f"{self._where}: the index and the database disagree even after a rebuild; "
                                    "gallery.sqlite is damaged")
             return results
+
+    def _most_templates(self) -> int:
+        """:func:`ranking.most_templates` for the snapshot the index was just synced to, read once
+        per template state (a search is then one statement fewer: it serves one query at a time)."""
+        state = self._index.state
+        key = None if state is None else (state.generation, state.ntotal, state.id_hash, state.seq)
+        if key is None or self._most_templates_at is None or self._most_templates_at[0] != key:
+            value = ranking.most_templates(self._conn)
+            if key is None:
+                return value
+            self._most_templates_at = (key, value)
+        return self._most_templates_at[1]
 
     @_guarded
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -715,7 +729,8 @@ def _approximate_summary(tuning: Mapping[str, Any] | None) -> dict[str, Any] | N
     except when tuning chose exact search by measurement (``fallback``: the reason and what was tried)."""
     if not tuning:
         return None
-    keys = ("layout", "param", "value", "rerank", "k", "target", "recall", "met", "speedup", "queries", "trained_at",
+    keys = ("layout", "param", "value", "rerank", "k", "target", "recall", "recall_se", "met", "speedup", "queries",
+            "held_out", "trained_at",
             "fallback", "reason", "tried")
     return {k: tuning[k] for k in keys if k in tuning}
 

@@ -11,6 +11,7 @@ but, with no GPU on the development machine, only the CPU path is exercised by t
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -21,6 +22,12 @@ def gpus() -> int:
     """CUDA devices the installed faiss can use (0 with faiss-cpu, or with VERIKIT_FAISS_GPU=0)."""
     if os.environ.get("VERIKIT_FAISS_GPU", "1") == "0":
         return 0
+    return _devices()
+
+
+@functools.cache
+def _devices() -> int:
+    """Asked of faiss once per process: every search asks, and the devices do not come and go."""
     import faiss
 
     get = getattr(faiss, "get_num_gpus", None)

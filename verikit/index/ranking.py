@@ -18,14 +18,22 @@ from .derived import CHUNK
 from .store import decode_vectors
 
 
-def index_search(conn: sqlite3.Connection, backend: Any, measure: Any, q: np.ndarray, top_k: int
-                 ) -> list[list[Hit]] | None:
+def most_templates(conn: sqlite3.Connection) -> int:
+    """The most templates any identity has (1 for an empty gallery). It changes only when templates
+    are added or removed, so a caller may keep it for as long as the template state is unchanged."""
+    return int(conn.execute("SELECT COALESCE(MAX(n_templates), 1) FROM identities").fetchone()[0])
+
+
+def index_search(conn: sqlite3.Connection, backend: Any, measure: Any, q: np.ndarray, top_k: int,
+                 per_identity: int | None = None) -> list[list[Hit]] | None:
     """Top-k identities per query through the index; None when the index names a template the
-    database does not hold (the caller rebuilds the index and asks again)."""
+    database does not hold (the caller rebuilds the index and asks again). ``per_identity``:
+    :func:`most_templates` for this snapshot when the caller has it (read here otherwise)."""
     n_total = backend.ntotal
     if n_total == 0:
         return [[] for _ in range(len(q))]
-    per_identity = int(conn.execute("SELECT COALESCE(MAX(n_templates), 1) FROM identities").fetchone()[0])
+    if per_identity is None:
+        per_identity = most_templates(conn)
     # The k-th distinct identity's best template ranks at most (k-1)*T + 1 among templates,
     # where T is the most templates any identity has: fetching that many is exact.
     fetch = min(n_total, (top_k - 1) * max(per_identity, 1) + 1)
