@@ -3,6 +3,9 @@
 * 1:N search: top-k for Q queries through ``Gallery.search`` versus ``faiss.IndexFlatIP.search``
   on the same vectors (the ratio to beat is >= 0.9), and the per-probe brute-force loop many
   tools use (numpy distance to every row + argsort) as a second baseline.
+* Small batches (1, 8, 64 queries, 1 thread): ``Gallery.search`` against raw faiss with its
+  default BLAS threshold and with the threshold verikit sets (faiss 1.15 scans batches under
+  128,000 / dim queries one query at a time; verikit switches to the matrix product at 4 queries).
 * Re-open: a fresh process opening the saved gallery and answering one search, versus a fresh
   process doing ``faiss.read_index`` + search (target: <= 2x the time).
 * Memory: resident memory that the opened gallery adds to its process, versus the raw vector
@@ -27,7 +30,10 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from verikit.index.faiss_backend import BLAS_FROM_QUERIES
 from verikit.index.gallery import INDEX_FILE, Gallery
+
+FAISS_DEFAULT_BLAS_THRESHOLD = faiss.cvar.distance_compute_blas_threshold  # read before verikit searches
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -133,6 +139,25 @@ def run(args: argparse.Namespace, work: Path) -> None:
         _, raw_ids = raw.search(queries[:50], 1)
         agree = np.mean([h[0].identity == names[i] for h, i in zip(g.search(queries[:50], 1), raw_ids[:, 0])])
 
+        # Small batches, 1 thread: faiss's default kernel choice vs the threshold verikit sets
+        # (the setting is process-wide, so it is put back before each raw timing).
+        faiss.omp_set_num_threads(1)
+        small = []
+        for nq in (1, 8, 64):
+            qs = queries[:nq]
+            reps = max(2, 64 // nq)
+            timings = {}
+            for label, threshold in (("raw_faiss_default", FAISS_DEFAULT_BLAS_THRESHOLD),
+                                     ("raw_faiss_verikit_threshold", BLAS_FROM_QUERIES * args.dim),
+                                     ("gallery", None)):
+                if threshold is not None:
+                    faiss.cvar.distance_compute_blas_threshold = threshold
+                fn = (lambda: g.search(qs, args.k)) if label == "gallery" else (lambda: raw.search(qs, args.k))
+                timings[label] = nq * reps / best_of(lambda: [fn() for _ in range(reps)], 2)
+            small.append({"queries": nq, **{f"{k}_qps": v for k, v in timings.items()},
+                          "ratio_to_default": timings["gallery"] / timings["raw_faiss_default"],
+                          "ratio_to_same_threshold": timings["gallery"] / timings["raw_faiss_verikit_threshold"]})
+
     def brute_force():
         for q in queries[:args.brute_force_queries]:
             d = np.sum((vectors - q) ** 2, axis=1)
@@ -147,7 +172,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     raw_bytes = args.n * args.dim * 4
     result = {
         "n": args.n, "dim": args.dim, "queries": args.queries, "k": args.k, "build_seconds": build_s,
-        "search": rows, "top1_agreement_with_raw_faiss": agree, "brute_force_loop_qps": bf_qps,
+        "search": rows, "small_batches_1_thread": small, "top1_agreement_with_raw_faiss": agree, "brute_force_loop_qps": bf_qps,
         "reopen_gallery_seconds": reopen_s, "reopen_raw_faiss_seconds": raw_reopen_s,
         "reopen_ratio": reopen_s / raw_reopen_s, "gallery_rss_added_bytes": reopen["rss_added"],
         "raw_vector_bytes": raw_bytes, "memory_ratio": reopen["rss_added"] / raw_bytes,
@@ -159,6 +184,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print(f"\n{'threads':>7} {'raw faiss q/s':>14} {'Gallery q/s':>12} {'ratio':>6}  (target >= 0.9)")
     for r in rows:
         print(f"{r['threads']:>7} {r['raw_faiss_qps']:>14.1f} {r['gallery_qps']:>12.1f} {r['ratio']:>6.2f}")
+    print(f"\nsmall batches, 1 thread: {'queries':>7} {'raw default':>12} {'raw same thr.':>14} {'Gallery':>9}")
+    for r in small:
+        print(f"{'':>24}{r['queries']:>7} {r['raw_faiss_default_qps']:>12.1f} "
+              f"{r['raw_faiss_verikit_threshold_qps']:>14.1f} {r['gallery_qps']:>9.1f}  "
+              f"({r['ratio_to_default']:.2f}x default, {r['ratio_to_same_threshold']:.2f}x same threshold)")
     best_gallery = max(r["gallery_qps"] for r in rows)
     print(f"brute-force per-probe loop (numpy distance + argsort): {bf_qps:.2f} q/s "
           f"-> Gallery is {best_gallery / bf_qps:.0f}x faster")

@@ -95,10 +95,18 @@ def exact_scan(chunks: Iterable[tuple[np.ndarray, np.ndarray]], qids: np.ndarray
     queries, as the index being measured) takes for these queries: each chunk is searched by
     ``faiss.IndexFlatIP`` (the exact index the gallery would otherwise use; its cost is linear in
     the number of templates, so the sum over chunks is the cost of one scan), best of two runs per
-    chunk."""
+    chunk.
+
+    Timed on faiss's per-query kernel, not the matrix product the gallery uses for batches of
+    queries (:func:`~verikit.index.faiss_backend.use_blas_from`): the speed ``auto`` weighs an
+    approximate index against is the one-query-at-a-time speed of serving, where the matrix
+    product does not apply (in batches, exact search is 5-10x faster again)."""
     import faiss
 
+    from .faiss_backend import use_blas_from
+
     q = np.ascontiguousarray(q, dtype=np.float32)
+    use_blas_from(len(q) + 1, q.shape[1])  # this batch stays on the per-query kernel
     best_s = np.full((len(q), k), -np.inf, np.float32)
     best_i = np.full((len(q), k), -1, np.int64)
     seconds = 0.0
