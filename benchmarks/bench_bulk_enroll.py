@@ -13,7 +13,8 @@ model forward, in one fresh process.
   index saves, with a progress callback (as the CLI's bar). Memory: the main process's peak
   resident set (VmHWM, reset just before the run, so the baseline's tensors do not count) and the
   decode workers' summed resident set (sampled after every batch), after the first tenth of the
-  files and at the end: with streaming the end should be no higher than the first tenth.
+  files (and at least two commits: the first one opens the gallery and loads faiss) and at the
+  end: with streaming the end should be no higher than that.
 
 Run: ``.venv/bin/python benchmarks/bench_bulk_enroll.py`` (20,000 images, resnet18 at 112 px;
 about 30-60 min on a loaded 2-core machine), ``--quick`` (1,000 images). Writes
@@ -73,7 +74,8 @@ CHILD = textwrap.dedent("""
         before = raw_forward_ips(net, files)
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # reset the peak RSS: the bulk run's own high-water mark from here
-        me, seen, early = psutil.Process(), [0], max(1, total // 10)
+        me, seen = psutil.Process(), [0]
+        early = min(max(total // 10, 2 * int(commit)), total // 2)  # after the gallery exists, if the run is long enough
         mem = {"workers_peak": 0, "early": None}
 
         def progress(files):  # after each loader batch: the decode workers' resident memory, summed
