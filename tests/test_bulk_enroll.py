@@ -105,3 +105,55 @@ def test_bulk_mode_refuses_what_it_cannot_do_in_one_line(tmp_path, people, tiny_
                        text=True, env=ENV, timeout=300)
     assert r.returncode == 2 and "enrolls --from-folder DIR only" in r.stderr
     assert not (tmp_path / "g" / DB_FILE).exists()
+
+
+def test_each_file_is_read_once_its_hash_is_of_the_bytes_decoded_and_a_batch_is_one_plain_tensor(
+        tmp_path, people, orl, tiny_model_dir):
+    import hashlib
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from verikit.io import load_image, load_image_bytes
+    from verikit.models.preprocess import to_tensor_transform
+    from verikit.pipeline.bulk import _collate, _Decoded
+    from verikit.structures import InputSpec
+
+    for path in (orl / "s1" / "1.pgm", people / "id0" / "0.png"):  # a real photo and a synthetic PNG
+        data, image = load_image_bytes(path)
+        assert data == path.read_bytes()
+        assert np.array_equal(np.asarray(image), np.asarray(load_image(path)))
+    # What the main process receives per loader batch: the good files stacked into one plain tensor
+    # (not a torchvision subclass), in file order, and the unusable files with their reasons.
+    transform = to_tensor_transform(InputSpec(size=(32, 32)))
+    batches = list(DataLoader(_Decoded(people, transform), batch_size=8, num_workers=2, collate_fn=_collate))
+    assert sum(b.files for b in batches) == 22
+    assert sorted(r for b in batches for r, _ in b.skipped) == sorted(["not an image file", UNREADABLE])
+    for b in batches:
+        assert type(b.inputs) is torch.Tensor and b.inputs.shape == (len(b.names), 3, 32, 32)
+        for name, path, digest, x in zip(b.names, b.paths, b.digests, b.inputs):
+            assert torch.equal(x, transform(load_image(path)).as_subclass(torch.Tensor))
+            assert digest == hashlib.sha256(open(path, "rb").read()).hexdigest() and path.startswith(str(people / name))
+    with _service(tmp_path / "g", tiny_model_dir) as svc:
+        svc.enroll_bulk(people, batch_commit=100, workers=0)
+    conn = sqlite3.connect(tmp_path / "g" / DB_FILE)
+    try:
+        stored = conn.execute("SELECT t.source, s.sha256 FROM templates t JOIN template_sources s "
+                              "ON s.template_id = t.id").fetchall()
+    finally:
+        conn.close()
+    assert len(stored) == 20 and all(h == hashlib.sha256(open(p, "rb").read()).hexdigest() for p, h in stored)
+
+
+def test_a_named_pipe_among_the_images_is_skipped_never_waited_on(tmp_path, people, tiny_model_dir):
+    from verikit.errors import ImageError
+    from verikit.io import load_image_bytes
+
+    fifo = people / "id2" / "9.png"
+    os.mkfifo(fifo)  # no writer: any blocking open or read would hang the test (pytest-timeout ends it)
+    with pytest.raises(ImageError, match="named pipe"):
+        load_image_bytes(fifo)
+    with _service(tmp_path / "g", tiny_model_dir) as svc:
+        report = svc.enroll_bulk(people, batch_commit=100, workers=2, batch_size=4)
+    assert sum(report.enrolled.values()) == 20 and report.skipped["not an image file"] == 2
+    assert str(fifo) in report.examples["not an image file"]

@@ -142,6 +142,21 @@ def load_image(path: str | os.PathLike, *, max_pixels: int | None = DEFAULT_MAX_
         return _decode(f, path, max_pixels)
 
 
+def load_image_bytes(path: str | os.PathLike, *,
+                     max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[bytes, Image.Image]:
+    """The bytes of the regular file ``path`` and the image they decode to (exactly as
+    :func:`load_image` reads it), from one read: what a caller that also hashes the file needs, so
+    the hash is always of the bytes that were decoded. Same errors as :func:`load_image`."""
+    with _open_regular(path) as f:
+        try:
+            data = f.read()
+        except OSError as exc:
+            raise image_error(path, exc.strerror or "cannot read") from None
+    if not data:
+        raise image_error(path, "file is empty")
+    return data, _decode(io.BytesIO(data), path, max_pixels)
+
+
 def decode_image(data: bytes | bytearray | memoryview, *, name: str = "<bytes>",
                  max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Encoded image bytes (the content of an image file) into an RGB image, exactly as

@@ -4,8 +4,10 @@ committed in batches, resumable.
 * **Streaming.** The tree is walked lazily (one directory listing at a time) and at most
   ``batch_commit`` embeddings wait for their commit, so memory does not grow with the folder.
 * **Parallel decode.** A ``torch.utils.data.DataLoader`` over an ``IterableDataset``: each worker
-  takes every W-th file of the same walk, reads it once, hashes the bytes (SHA-256) and decodes
-  them with the model's own transform.
+  takes every W-th file of the same listing, checks it, reads it once, hashes those bytes (SHA-256),
+  decodes the same bytes with the model's own transform and stacks its loader batch into one
+  tensor, so the main process (whose cores the forward pass needs) only receives one block per
+  batch and runs the network on it.
 * **Batches.** Every ``batch_commit`` templates are committed in one gallery transaction (an
   interrupted run keeps the batches before it; normal ``verikit enroll`` stays one transaction).
 * **Resume.** With ``resume``, a file whose path is already a stored source with the same content
@@ -63,12 +65,11 @@ class BulkReport:
                             for r, n in sorted(self.skipped.items())}}
 
 
-def walk_identities(root: Path) -> Iterator[tuple[str, Path | None, str | None]]:
-    """(identity, image path, None) for each image under ``root/<identity>/`` (sorted, lazily), and
-    (identity-or-"", path, reason) for what cannot be enrolled: non-image files, files directly
-    under ``root``, invalid identity names."""
+def _listing(root: Path) -> Iterator[tuple[str, Path, str | None]]:
+    """(identity, path, reason-or-None) for every file under ``root``, sorted, lazily, from the
+    directory listings alone (no file is opened or stat'ed here): files directly under ``root``
+    and files of an invalid identity name carry their reason."""
     from ..index.names import check_name
-    from ..io import is_image_file
 
     if not root.is_dir():
         raise DataError(f"--from-folder '{root}' is not a directory")
@@ -86,13 +87,25 @@ def walk_identities(root: Path) -> Iterator[tuple[str, Path | None, str | None]]
         for dirpath, dirnames, filenames in os.walk(entry.path):
             dirnames.sort()
             for fn in sorted(filenames):
-                path = Path(dirpath) / fn
-                if bad_name is not None:
-                    yield entry.name, path, bad_name
-                elif not is_image_file(path):
-                    yield entry.name, path, "not an image file"
-                else:
-                    yield entry.name, path, None
+                yield entry.name, Path(dirpath) / fn, bad_name
+
+
+def _classified(name: str, path: Path, reason: str | None) -> str | None:
+    """Why ``path`` (from :func:`_listing`) cannot be enrolled, or None: the per-file check (a stat,
+    a sniff for suffix-less files), done only by the worker that owns the file."""
+    from ..io import is_image_file
+
+    if reason is None and not is_image_file(path):
+        return "not an image file"
+    return reason
+
+
+def walk_identities(root: Path) -> Iterator[tuple[str, Path | None, str | None]]:
+    """(identity, image path, None) for each image under ``root/<identity>/`` (sorted, lazily), and
+    (identity-or-"", path, reason) for what cannot be enrolled: non-image files, files directly
+    under ``root``, invalid identity names."""
+    for name, path, reason in _listing(root):
+        yield name, path, _classified(name, path, reason)
 
 
 def count_files(root: Path) -> int:
@@ -100,8 +113,34 @@ def count_files(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
 
+@dataclass
+class _Batch:
+    """One loader batch, assembled in the worker that decoded it: the enrollable files with their
+    model inputs stacked into ONE plain tensor (one shared-memory block to hand over, no per-item
+    tensors or torchvision subclasses for the main process to unpack and stack), and the files it
+    could not use with their reasons."""
+
+    files: int
+    names: list[str]
+    paths: list[str]
+    digests: list[str]
+    inputs: Any  # torch.Tensor (len(names), C, H, W), or None when no file of the batch was usable
+    skipped: list[tuple[str, str]]  # (reason, path)
+
+
+def _collate(items: list) -> _Batch:
+    import torch
+
+    good = [it for it in items if it[4] is None]
+    inputs = torch.stack([it[3].as_subclass(torch.Tensor) for it in good]) if good else None
+    return _Batch(len(items), [it[0] for it in good], [it[1] for it in good], [it[2] for it in good], inputs,
+                  [(it[4], it[1]) for it in items if it[4] is not None])
+
+
 class _Decoded:
-    """An IterableDataset over the walk; each worker takes every W-th item (imported lazily: torch)."""
+    """An IterableDataset over the listing; each worker takes every W-th file, checks it, reads it
+    once, hashes those bytes (SHA-256) and decodes the same bytes with the model's own transform
+    (imported lazily: torch)."""
 
     def __new__(cls, root: Path, transform: Callable) -> Any:
         from torch.utils.data import IterableDataset, get_worker_info
@@ -110,30 +149,25 @@ class _Decoded:
             def __iter__(self):
                 from PIL import Image
 
-                from ..io import load_image
+                from ..io import load_image_bytes
 
                 info = get_worker_info()
                 worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-                for i, (name, path, reason) in enumerate(walk_identities(root)):
+                for i, (name, path, reason) in enumerate(_listing(root)):
                     if i % workers != worker:
                         continue
+                    reason = _classified(name, path, reason)
                     if reason is not None:
                         yield name, str(path), "", None, reason
                         continue
                     try:
-                        data = path.read_bytes()
-                        digest = hashlib.sha256(data).hexdigest()
-                        image = load_image(path)  # a second read, from the page cache
-                        yield name, str(path), digest, transform(image), None
+                        data, image = load_image_bytes(path)
+                        yield name, str(path), hashlib.sha256(data).hexdigest(), transform(image), None
                     except (OSError, VerikitError, Image.DecompressionBombError, ValueError) as exc:
                         why = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
                         yield name, f"{path} ({why})", "", None, UNREADABLE
 
         return Decoded()
-
-
-def _collate(items: list) -> list:
-    return items
 
 
 def bulk_enroll(model: Any, root: str | Path, commit: Callable[[dict, dict], None], *,
@@ -176,33 +210,29 @@ def bulk_enroll(model: Any, root: str | Path, commit: Callable[[dict, dict], Non
     model.eval()
     try:
         with torch.inference_mode():
-            for items in loader:
-                report.files += len(items)
-                good = []
-                for name, path, digest, tensor, reason in items:
-                    if reason is not None:
-                        report.skip(reason, path)
-                    else:
-                        good.append((name, path, digest, tensor))
-                if good and already is not None:
-                    done = already([(p, d) for _, p, d, _ in good])
-                    for _, p, d, _ in good:
-                        if (p, d) in done:
-                            report.skip(ALREADY, p)
-                    good = [g for g in good if (g[1], g[2]) not in done]
-                if good:
-                    batch = torch.stack([t for *_, t in good]).to(device)
-                    out = run_network(model, batch).float().cpu().numpy()
-                    for (name, path, digest, _), vec in zip(good, out):
-                        vecs, srcs, hashes = pending.setdefault(name, ([], [], []))
+            for batch in loader:
+                report.files += batch.files
+                for reason, path in batch.skipped:
+                    report.skip(reason, path)
+                keep = range(len(batch.names))
+                if keep and already is not None:
+                    done = already(list(zip(batch.paths, batch.digests)))
+                    keep = [i for i in keep if (batch.paths[i], batch.digests[i]) not in done]
+                    for i in sorted(set(range(len(batch.names))) - set(keep)):
+                        report.skip(ALREADY, batch.paths[i])
+                if keep:
+                    inputs = batch.inputs if len(keep) == len(batch.names) else batch.inputs[list(keep)]
+                    out = run_network(model, inputs.to(device)).float().cpu().numpy()
+                    for i, vec in zip(keep, out):
+                        vecs, srcs, hashes = pending.setdefault(batch.names[i], ([], [], []))
                         vecs.append(vec)
-                        srcs.append(path)
-                        hashes.append(digest)
-                    n_pending += len(good)
+                        srcs.append(batch.paths[i])
+                        hashes.append(batch.digests[i])
+                    n_pending += len(keep)
                 if n_pending >= batch_commit:
                     flush()
                 if progress is not None:
-                    progress(len(items))
+                    progress(batch.files)
         flush()
     finally:
         model.train(was_training)
