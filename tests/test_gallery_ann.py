@@ -229,7 +229,13 @@ def test_auto_falls_back_to_exact_when_measured_not_worth_it_and_keeps_ivf_where
         nlist = int(info["tried"]["layout"][3:].split(",")[0])
         assert info["fallback"] == "exact" and info["layout"] == "Flat" and info["trained_at"] == n, info
         assert info["tried"]["speedup"] < MIN_SPEEDUP or not info["tried"]["met"]
-        assert info["tried"]["value"] >= nlist // 4  # the recall needed a search over much of the partition
+        if "became as slow as the exact scan" in info["reason"]:
+            # The sweep stopped where a wider search cost as much as the exact scan, short of the
+            # recall: where that happens depends on the machine's load (seen at nprobe 60 of 256
+            # on a busy CI machine), what must hold is that the target was not met there.
+            assert not info["tried"]["met"] and info["tried"]["recall"] < info["target"], info
+        else:  # the recall was met, but only by a search over much of the partition
+            assert info["tried"]["value"] >= nlist // 4, info
         assert "searching exactly" in info["reason"] and "\n" not in info["reason"]
         truth = true_top(vectors, vectors[:50], 10)  # served exactly: the true top-10, nothing approximate
         assert [[int(h.identity[1:]) for h in row] for row in hits] == truth.tolist()
