@@ -149,12 +149,13 @@ def recall_se(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def _hits(found: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    hits = np.zeros(len(truth)), np.zeros(len(truth))
+    """Per query: how many of its true neighbours were found, and how many it has."""
+    hits, total = np.zeros(len(truth)), np.zeros(len(truth))
     for r, (f, t) in enumerate(zip(found, truth)):
         t = t[t >= 0]
-        hits[1][r] = len(t)
-        hits[0][r] = len(np.intersect1d(f[f >= 0], t))
-    return hits
+        total[r] = len(t)
+        hits[r] = len(np.intersect1d(f[f >= 0], t))
+    return hits, total
 
 
 def approximate_neighbours(conn: sqlite3.Connection, backend: Any, q: np.ndarray, k: int, dim: int, where: str

@@ -40,7 +40,12 @@ def test_enhanced_copy_spreads_the_luminance_and_keeps_colour_and_size(mode):
     y0, cb0, cr0 = (np.asarray(c, np.int16) for c in photo.convert("YCbCr").split())
     y1, cb1, cr1 = (np.asarray(c, np.int16) for c in out.convert("YCbCr").split())
     assert y0.max() - y0.min() < 60 and y1.max() - y1.min() > (200 if mode == "equalize" else 100)
-    assert (np.diff(np.sort(y0.ravel())) >= 0).all() and np.corrcoef(y0.ravel(), y1.ravel())[0, 1] > 0.9  # order kept
+    assert np.corrcoef(y0.ravel(), y1.ravel())[0, 1] > 0.9  # brighter stays brighter, on the whole
+    if mode == "equalize":  # the luminance is Pillow's equalisation of it, up to the RGB round trip
+        from PIL import ImageOps
+
+        want = np.asarray(ImageOps.equalize(photo.convert("YCbCr").split()[0]), np.int16)
+        assert np.median(np.abs(y1 - want)) <= 1 and np.abs(y1 - want).max() <= 12
     for before, after in ((cb0, cb1), (cr0, cr1)):  # chroma as it was, up to rounding and RGB's gamut
         assert np.median(np.abs(after - before)) <= 1 and np.abs(after - before).max() <= 12
 
