@@ -45,6 +45,9 @@ _NAME_LOAD_S_PER_ROW = 2e-6
 _VECTOR_LOAD_S_PER_ROW = 10e-6
 
 
+_SENTINEL = np.iinfo(np.int64).max  # ends the sorted id arrays: larger than any template id
+
+
 class _Rental:
     """The ski-rental bookkeeping of one cache: time spent on partial reads under the current key,
     against the cost of one full load (estimated per row until one has been measured)."""
@@ -108,14 +111,13 @@ class SearchCache:
             found = names_of(conn, np.unique(ids[ids >= 0]))
             self._names.spent += time.perf_counter() - t
             return found
-        if len(self._tids) == 0:
-            return {}
         flat = ids.ravel()
-        pos = np.minimum(np.searchsorted(self._tids, flat), len(self._tids) - 1)
+        pos = np.searchsorted(self._tids, flat)  # within the arrays: they end with a sentinel
         held = self._tids[pos] == flat
-        get = self._name_of.get  # an owner missing from identities (damage) is left out, like the join does
-        found = {i: get(o) for i, o, h in zip(flat.tolist(), self._owner[pos].tolist(), held.tolist()) if h}
-        return {i: n for i, n in found.items() if n is not None}
+        # An owner missing from identities (damage) maps to None, which the caller treats like an id
+        # the join left out.
+        get = self._name_of.get
+        return {i: get(o) for i, o, h in zip(flat.tolist(), self._owner[pos].tolist(), held.tolist()) if h}
 
     def _load_names(self, conn: sqlite3.Connection) -> None:
         t = time.perf_counter()
@@ -125,7 +127,8 @@ class SearchCache:
         tids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         owner = np.fromiter((r[1] for r in rows), np.int64, len(rows))
         order = np.argsort(tids, kind="stable")
-        self._tids, self._owner = tids[order], owner[order]
+        self._tids = np.append(tids[order], _SENTINEL)  # every searchsorted position is then an index
+        self._owner = np.append(owner[order], -1)
         self._name_of = dict(conn.execute("SELECT id, name FROM identities"))
         self._names.loaded = True
         self._names.per_row = (time.perf_counter() - t) / max(len(rows), 1)
@@ -142,29 +145,28 @@ class SearchCache:
             self._vectors.spent += time.perf_counter() - t
             return found
         valid = ids >= 0
-        if len(self._vtids) == 0:
-            return None if valid.any() else (self._vecs, np.zeros_like(ids))
-        pos = np.minimum(np.searchsorted(self._vtids, ids), len(self._vtids) - 1)
+        pos = np.searchsorted(self._vtids, ids)  # within the arrays: they end with a sentinel
         if not ((self._vtids[pos] == ids) | ~valid).all():
             return None
         return self._vecs, pos
 
     def _load_vectors(self, conn: sqlite3.Connection) -> None:
         t = time.perf_counter()
-        vecs = np.empty((self._count, self.dim), np.float32)
-        tids = np.empty(self._count, np.int64)
+        vecs = np.empty((self._count + 1, self.dim), np.float32)  # + the sentinel's row
+        tids = np.empty(self._count + 1, np.int64)
         n = 0
         cur = conn.execute("SELECT id, vector FROM templates ORDER BY id")
         try:
             while rows := cur.fetchmany(65_536):
-                if n + len(rows) > len(tids):  # more rows than the meta table counts: read as before
+                if n + len(rows) > self._count:  # more rows than the meta table counts: read as before
                     return
                 tids[n:n + len(rows)] = np.fromiter((r[0] for r in rows), np.int64, len(rows))
                 vecs[n:n + len(rows)] = decode_vectors(rows, self.dim, self.where)  # each checked
                 n += len(rows)
         finally:
             cur.close()
-        self._vtids, self._vecs = tids[:n], vecs[:n]
+        tids[n], vecs[n] = _SENTINEL, 0.0
+        self._vtids, self._vecs = tids[:n + 1], vecs[:n + 1]
         self._vectors.loaded = True
         self._vectors.per_row = (time.perf_counter() - t) / max(n, 1)
 
