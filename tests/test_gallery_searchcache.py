@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from verikit.errors import GalleryError
 from verikit.index import ranking, searchcache
 from verikit.index.gallery import Gallery
 from verikit.index.store import read_snapshot
@@ -172,3 +174,25 @@ def test_a_long_lived_cached_reader_sees_another_process_rename_remove_and_enrol
     finally:
         other.stdin.close()
         other.wait(timeout=60)
+
+
+def test_a_damaged_template_fails_only_the_searches_that_reach_it_as_without_the_cache(gallery, eager):
+    with Gallery.open(gallery) as g:
+        g.search(VECTORS[0], 5)
+        assert loaded(g) == (True, True)
+        raw = sqlite3.connect(gallery / "gallery.sqlite")   # another tool rewrites a template (damage)
+        raw.execute("UPDATE templates SET vector = ? WHERE id = 101", (b"\0" * 7,))
+        raw.commit()
+        raw.close()
+        with pytest.raises(GalleryError, match="template 101 is damaged"):
+            g.search(VECTORS[100], 5)                       # its own vector: shortlisted, re-read, refused
+        assert not g._search_cache._vectors.loaded         # the full copy was given up, not kept stale
+        answered = 0
+        for q in VECTORS[1000:1040]:
+            try:
+                expected = uncached(g, q, 5)
+            except GalleryError:
+                continue
+            assert g.search(q, 5) == expected
+            answered += 1
+        assert answered >= 30

@@ -11,11 +11,12 @@ keeps them in memory, each under a key that the search's one freshness statement
   process or another, commits anything) and this connection's ``total_changes`` (moves with its own
   writes). So a rename, a removal or an enroll anywhere empties the map before the next search
   uses it; nothing about what changed is inferred.
-* **vectors** are keyed on the template state (generation, count, id hash, id sequence): a
-  template's vector never changes (templates are never updated, ids never reused), so only adding
-  or removing templates can make the copy wrong, and both move the generation. A removal anywhere
-  therefore also drops the copy that holds the removed vectors, on this process's next call, as it
-  drops them from this process's index.
+* **vectors** are keyed on the same, plus the template state (generation, count, id hash, id
+  sequence). verikit never updates a template (ids are never reused), so only adding or removing
+  templates could make the copy wrong; keying on any commit also covers a template rewritten by
+  another tool, at the cost of a reload after a rename. A removal anywhere drops the copy that holds
+  the removed vectors on this process's next call, as it drops them from this process's index (a
+  removal by this process drops it at once).
 
 Loading either in full costs a scan, so it is bought only when it pays (the ski-rental rule): while
 a key is fresh, each search reads what it needs from SQLite as before and adds the time that took;
@@ -30,6 +31,7 @@ re-rank keeps reading from SQLite.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import time
@@ -37,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import GalleryError
 from .store import decode_vectors
 
 VECTOR_CACHE_BYTES = int(float(os.environ.get("VERIKIT_RERANK_CACHE_MB", "1024")) * (1 << 20))
@@ -91,7 +94,7 @@ class SearchCache:
         """Bind to the snapshot about to be searched: drop what a change has made wrong."""
         if self._names.reset(version):
             self._tids, self._owner, self._name_of = np.zeros(0, np.int64), np.zeros(0, np.int64), {}
-        if self._vectors.reset(template_state):
+        if self._vectors.reset((version, template_state)):
             self._vtids, self._vecs = np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
         self._count = template_state[1]
 
@@ -101,11 +104,23 @@ class SearchCache:
         self._vectors.reset(None)
         self.at((-1, -1), (-1, -1, -1, -1))
 
+    @staticmethod
+    def _load(load: Any, rental: _Rental, conn: sqlite3.Connection) -> None:
+        """A full load that meets a damaged row (or counts that disagree) gives up the copy for this
+        key: searches then read only their own rows, so one bad template or name fails only the
+        searches that reach it, as without the cache (and is named there)."""
+        try:
+            load(conn)
+        except (GalleryError, sqlite3.DatabaseError, UnicodeDecodeError):
+            pass
+        if not rental.loaded:
+            rental.spent = -math.inf
+
     # -- names -------------------------------------------------------------------------------------
     def names(self, conn: sqlite3.Connection, ids: np.ndarray) -> dict[int, str]:
         """Template id -> identity name for the ``ids`` (any shape; -1 pads) that exist."""
         if not self._names.loaded and self._names.pays(self._count):
-            self._load_names(conn)
+            self._load(self._load_names, self._names, conn)
         if not self._names.loaded:
             t = time.perf_counter()
             found = names_of(conn, np.unique(ids[ids >= 0]))
@@ -138,7 +153,7 @@ class SearchCache:
         """:func:`gather` from the copy when it is loaded (or loading it now pays)."""
         fits = self._count * self.dim * 4 <= VECTOR_CACHE_BYTES
         if fits and not self._vectors.loaded and self._vectors.pays(self._count):
-            self._load_vectors(conn)
+            self._load(self._load_vectors, self._vectors, conn)
         if not self._vectors.loaded:
             t = time.perf_counter()
             found = gather(conn, ids, self.dim, self.where)
