@@ -53,9 +53,10 @@ class DerivedIndex:
             close()
 
     # -- keeping up -------------------------------------------------------------------------------
-    def sync(self, conn: sqlite3.Connection) -> None:
-        """Make the index reflect the database snapshot ``conn`` is reading (call inside one)."""
-        target = db_state(conn)
+    def sync(self, conn: sqlite3.Connection, target: tuple[int, int, int, int] | None = None) -> None:
+        """Make the index reflect the database snapshot ``conn`` is reading (call inside one);
+        ``target``: that snapshot's :func:`~verikit.index.store.db_state` when the caller read it."""
+        target = db_state(conn) if target is None else target
         if self.state is None or not self.state.matches(*target):
             self._follow(conn, target)
         self._replan(conn, target)

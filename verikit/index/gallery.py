@@ -49,10 +49,12 @@ from ..structures import Hit
 from .approximate import normalize as normalize_index_spec
 from .derived import DerivedIndex
 from .names import check_name, lookup_forms
+from .searchcache import SearchCache
 from .state import INDEX_FILE, INDEX_META_FILE, id_hash
 from .store import (SCHEMA_VERSION, SQLITE_ERRORS, GalleryMeta, WriteTransaction, as_gallery_error, connect,
                     sqlite_message,
-                    create_file, damage_in_file, db_state, decode_vectors, fsync_dir, migrate, quick_check,
+                    create_file, damage_in_file, db_state, db_state_and_version, decode_vectors, fsync_dir, migrate,
+                    quick_check,
                     marker, read_meta, read_snapshot)
 
 DB_FILE = "gallery.sqlite"
@@ -145,6 +147,7 @@ class Gallery:
         self.uid = meta.uid
         self.measure = parse_measure(meta.similarity)
         self._created_at = meta.created_at
+        self._search_cache = SearchCache(self.dim, self._where)  # hit names, re-rank vectors (verikit.index.searchcache)
         try:
             self._index = DerivedIndex(self.path, uid=self.uid, spec=self.index_spec, dim=self.dim, where=self._where)
         except VerikitError as exc:  # the recorded index spec is not usable here: say which gallery
@@ -303,6 +306,7 @@ class Gallery:
                 self.flush()
                 self._retry_erasure()
             finally:
+                self._search_cache.clear()
                 self._index.close()
                 self._conn.close()
                 self._conn = None
@@ -325,9 +329,11 @@ class Gallery:
             raise DataError(f"{what}: expected vectors of size {self.dim}, got shape {tuple(np.shape(vectors))}")
         if v.shape[0] == 0:
             raise DataError(f"{what}: no vectors given")
-        if not np.isfinite(v).all():
+        v64 = v.astype(np.float64)  # float64: squares of float32 values cannot overflow
+        # np.linalg.norm's own arithmetic; a NaN or infinity anywhere in a row makes its norm one.
+        norms = np.sqrt(np.add.reduce(v64 * v64, axis=1, keepdims=True))
+        if not np.isfinite(norms).all():
             raise DataError(f"{what}: vectors contain NaN or infinity")
-        norms = np.linalg.norm(v.astype(np.float64), axis=1, keepdims=True)  # float64: no overflow for huge values
         if (norms < 1e-12).any():
             raise DataError(f"{what}: a zero vector cannot be compared")
         # Unit vectors: the inner-product index then ranks by cosine, which every measure but L1 follows.
@@ -439,6 +445,7 @@ class Gallery:
             tx.removed(ids)
             audit.close_history(tx, ident, stored, len(ids), keep_identity=keep_audit)
             tx.extra_meta["erasure_pending"] = str(tx.generation)
+        self._search_cache.clear()  # its re-rank copy holds the removed vectors: not one call longer
         try:
             self._after_write(tx, removed=ids)
         finally:  # even if the index could not follow: index.faiss must not keep the removed vectors
@@ -609,10 +616,14 @@ class Gallery:
         with read_snapshot(self._conn):
             if not self.measure.monotone_in_cosine:
                 return ranking.exact_search(self._conn, self.measure, q, top_k, self.dim, self._where)
-            self._index.sync(self._conn)
+            # One statement: the index's freshness check, and the keys of what the search cache holds.
+            target, version = db_state_and_version(self._conn)
+            self._index.sync(self._conn, target)
+            self._search_cache.at(version, target)
             results = ranking.index_search(self._conn, self._index.backend, self.measure, q, top_k,
-                                           self._most_templates())
+                                           self._most_templates(), self._search_cache)
             if results is None:  # the index named a template the database does not hold: rebuild, once
+                self._search_cache.clear()
                 self._index.rebuild(self._conn)
                 results = ranking.index_search(self._conn, self._index.backend, self.measure, q, top_k)
             if results is None:

@@ -6,7 +6,6 @@ database state the index was caught up to.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 from ..errors import GalleryError
 from ..structures import Hit
 from .derived import CHUNK
+from .searchcache import SearchCache, gather, names_of
 from .store import decode_vectors
 
 
@@ -25,10 +25,12 @@ def most_templates(conn: sqlite3.Connection) -> int:
 
 
 def index_search(conn: sqlite3.Connection, backend: Any, measure: Any, q: np.ndarray, top_k: int,
-                 per_identity: int | None = None) -> list[list[Hit]] | None:
+                 per_identity: int | None = None, cache: SearchCache | None = None) -> list[list[Hit]] | None:
     """Top-k identities per query through the index; None when the index names a template the
     database does not hold (the caller rebuilds the index and asks again). ``per_identity``:
-    :func:`most_templates` for this snapshot when the caller has it (read here otherwise)."""
+    :func:`most_templates` for this snapshot when the caller has it (read here otherwise).
+    ``cache``: the caller's :class:`~verikit.index.searchcache.SearchCache`, bound to this snapshot
+    (names and re-rank vectors are read from SQLite without one)."""
     n_total = backend.ntotal
     if n_total == 0:
         return [[] for _ in range(len(q))]
@@ -40,13 +42,13 @@ def index_search(conn: sqlite3.Connection, backend: Any, measure: Any, q: np.nda
     width = int(getattr(backend, "rerank", 0) or 0)
     if width:  # a quantised index: widen its shortlist and rank that exactly by the stored templates
         scores, ids = backend.search(q, min(n_total, fetch * width))
-        reranked = rerank(conn, q, scores, ids, fetch, backend.dim, "the gallery")
+        reranked = rerank(conn, q, scores, ids, fetch, backend.dim, "the gallery", cache)
         if reranked is None:
             return None
         scores, ids = reranked
     else:
         scores, ids = backend.search(q, fetch)
-    names = names_of(conn, np.unique(ids[ids >= 0]))
+    names = cache.names(conn, ids) if cache is not None else names_of(conn, np.unique(ids[ids >= 0]))
     converted = np.asarray(measure.from_cosine(scores), dtype=np.float64)  # one call, not one per hit
     results = []
     for row_scores, row_ids in zip(converted.tolist(), ids.tolist()):  # Python numbers: a fast inner loop
@@ -68,28 +70,28 @@ def index_search(conn: sqlite3.Connection, backend: Any, measure: Any, q: np.nda
 
 
 def rerank(conn: sqlite3.Connection, q: np.ndarray, scores: np.ndarray, ids: np.ndarray, keep: int, dim: int,
-           where: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Re-score each query's shortlist ``ids`` exactly with the templates stored in SQLite and keep
-    the best ``keep`` (scores, ids; -1 pads). None when a shortlisted id is not in the database."""
-    wanted = np.unique(ids[ids >= 0])
-    rows = conn.execute("SELECT id, vector FROM templates WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
-                        (json.dumps(wanted.tolist()),)).fetchall()
-    if len(rows) != len(wanted):
+           where: str, cache: SearchCache | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Re-score each query's shortlist ``ids`` exactly with the templates stored in SQLite (or the
+    ``cache``'s copy of them) and keep the best ``keep`` (scores, ids; -1 pads). None when a
+    shortlisted id is not in the database."""
+    gathered = cache.gather(conn, ids) if cache is not None else gather(conn, ids, dim, where)
+    if gathered is None:
         return None
-    vecs = decode_vectors(rows, dim, where) if rows else np.zeros((0, dim), np.float32)
-    pos = np.searchsorted(wanted, np.maximum(ids, 0)) if len(wanted) else np.zeros_like(ids)
+    vecs, pos = gathered
     out_s = np.full((len(q), keep), -np.inf, np.float32)
     out_i = np.full((len(q), keep), -1, np.int64)
     for start in range(0, len(q), 256):  # bounded memory: 256 x shortlist x dim at a time
         sl = slice(start, start + 256)
-        valid = ids[sl] >= 0
-        exact = np.einsum("qd,qsd->qs", q[sl], vecs[np.minimum(pos[sl], max(len(vecs) - 1, 0))]) if len(vecs) \
-            else np.full(ids[sl].shape, -np.inf, np.float32)
-        exact = np.where(valid, exact, -np.inf).astype(np.float32)
+        rows = ids[sl]
+        if len(vecs):  # pos indexes vecs everywhere (its value where ids < 0 is masked just below)
+            exact = np.einsum("qd,qsd->qs", q[sl], vecs[pos[sl]])
+            exact[rows < 0] = -np.inf
+        else:
+            exact = np.full(rows.shape, -np.inf, np.float32)
         order = np.argsort(-exact, axis=1, kind="stable")[:, :keep]
-        out_s[sl, :order.shape[1]] = np.take_along_axis(exact, order, 1)
-        out_i[sl, :order.shape[1]] = np.where(np.isfinite(out_s[sl, :order.shape[1]]),
-                                              np.take_along_axis(ids[sl], order, 1), -1)
+        top = np.take_along_axis(exact, order, 1)
+        out_s[sl, :order.shape[1]] = top
+        out_i[sl, :order.shape[1]] = np.where(top > -np.inf, np.take_along_axis(rows, order, 1), -1)
     return out_s, out_i
 
 
@@ -120,9 +122,3 @@ def exact_search(conn: sqlite3.Connection, measure: Any, q: np.ndarray, top_k: i
     return results
 
 
-def names_of(conn: sqlite3.Connection, template_ids: np.ndarray) -> dict[int, str]:
-    if len(template_ids) == 0:
-        return {}
-    rows = conn.execute("SELECT t.id, i.name FROM templates t JOIN identities i ON i.id = t.identity_id "
-                        "WHERE t.id IN (SELECT value FROM json_each(?))", (json.dumps(template_ids.tolist()),))
-    return dict(rows)

@@ -357,12 +357,27 @@ def read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
 _STATE_SQL = ("SELECT (SELECT value FROM meta WHERE key='generation'), (SELECT value FROM meta WHERE key='templates'), "
               "(SELECT value FROM meta WHERE key='template_id_hash'), "
               "(SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name='templates')")
+# The same, plus SQLite's data_version: it moves whenever ANOTHER connection (of any process) has
+# committed since this connection's last read transaction, and is read in the same snapshot.
+_STATE_VERSION_SQL = _STATE_SQL + ", (SELECT data_version FROM pragma_data_version())"
 
 
 def db_state(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
     """(generation, template count, template id hash, id sequence): what an index must match.
     One statement, so the per-search check costs one round trip."""
-    row = conn.execute(_STATE_SQL).fetchone()
+    return _state(conn.execute(_STATE_SQL).fetchone())
+
+
+def db_state_and_version(conn: sqlite3.Connection) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """:func:`db_state` and ``(data_version, conn.total_changes)`` in one statement: the second
+    pair is unchanged between two read snapshots of this connection only when no connection (other
+    ones: data_version; this one: total_changes) changed the database in between. Call it as
+    the first statement of a read snapshot, so both describe that snapshot."""
+    row = conn.execute(_STATE_VERSION_SQL).fetchone()
+    return _state(row), (int(row[4]), conn.total_changes)
+
+
+def _state(row: Any) -> tuple[int, int, int, int]:
     try:
         return int(row[0]), int(row[1]), int(row[2]), int(row[3])
     except (ValueError, TypeError) as exc:
