@@ -91,6 +91,27 @@ def test_without_room_for_the_vectors_the_rerank_reads_sqlite_and_answers_the_sa
         assert loaded(g) == (True, False)
 
 
+@pytest.mark.parametrize("value", ["lots", "nan", "-5", "inf"])
+def test_an_uninterpretable_cache_size_is_a_one_line_error_not_a_default(gallery, eager, monkeypatch, value):
+    monkeypatch.setenv("VERIKIT_RERANK_CACHE_MB", value)
+    with Gallery.open(gallery) as g:
+        with pytest.raises(GalleryError, match="VERIKIT_RERANK_CACHE_MB") as err:
+            g.search(clustered(96, 3), 5)
+    assert "\n" not in str(err.value)
+
+
+def test_the_cache_size_setting_decides_whether_the_vectors_are_copied(gallery, eager, monkeypatch):
+    q = clustered(95, 20)
+    monkeypatch.setenv("VERIKIT_RERANK_CACHE_MB", "0")
+    with Gallery.open(gallery) as g:
+        g.search(q, 5)
+        assert loaded(g) == (True, False)
+    monkeypatch.delenv("VERIKIT_RERANK_CACHE_MB")  # the default (256 MB) holds this small gallery
+    with Gallery.open(gallery) as g:
+        g.search(q, 5)
+        assert loaded(g) == (True, True)
+
+
 def test_the_full_copies_are_bought_only_once_reads_have_cost_as_much(gallery, monkeypatch):
     """Ski rental: the first searches read SQLite; the copy is loaded once their time reaches the
     estimated load cost, and the estimate is then the measured one."""

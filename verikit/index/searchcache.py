@@ -25,7 +25,7 @@ A gallery that changes between every few searches therefore costs at most about 
 cost before; one that stays unchanged pays one load and then no reads at all. Memory: the names
 map holds two int64 arrays per template plus one string per identity (about 3 MB at 50k templates
 and identities); the vector copy holds ``templates x dim x 4`` bytes (51 MB at 50k x 256) and is
-skipped above :data:`VECTOR_CACHE_BYTES` (``VERIKIT_RERANK_CACHE_MB``, 0 turns it off), where the
+skipped above :func:`vector_cache_bytes` (``VERIKIT_RERANK_CACHE_MB``, default 256; 0 turns it off), where the
 re-rank keeps reading from SQLite.
 """
 
@@ -42,7 +42,25 @@ import numpy as np
 from ..errors import GalleryError
 from .store import decode_vectors
 
-VECTOR_CACHE_BYTES = int(float(os.environ.get("VERIKIT_RERANK_CACHE_MB", "1024")) * (1 << 20))
+DEFAULT_VECTOR_CACHE_MB = 256  # quantised indexes are chosen to save memory: a 1M x 256 float copy (1 GB) is not kept by default
+VECTOR_CACHE_BYTES: int | None = None  # set (tests, embedders) to override the environment
+
+
+def vector_cache_bytes() -> int:
+    """The most bytes a re-rank vector copy may take: ``VERIKIT_RERANK_CACHE_MB`` (default
+    :data:`DEFAULT_VECTOR_CACHE_MB`; 0 turns the copy off), read when a copy is considered."""
+    if VECTOR_CACHE_BYTES is not None:
+        return VECTOR_CACHE_BYTES
+    raw = os.environ.get("VERIKIT_RERANK_CACHE_MB", "").strip()
+    if not raw:
+        return DEFAULT_VECTOR_CACHE_MB << 20
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = float("nan")
+    if not (math.isfinite(mb) and mb >= 0):
+        raise GalleryError(f"VERIKIT_RERANK_CACHE_MB={raw!r}: expected a number of megabytes >= 0 (0 turns the copy off)")
+    return int(mb * (1 << 20))
 # Before the first full load is measured: a guess per row, on the high side (a load is bought later).
 _NAME_LOAD_S_PER_ROW = 2e-6
 _VECTOR_LOAD_S_PER_ROW = 10e-6
@@ -151,7 +169,7 @@ class SearchCache:
     # -- vectors ---------------------------------------------------------------------------------
     def gather(self, conn: sqlite3.Connection, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """:func:`gather` from the copy when it is loaded (or loading it now pays)."""
-        fits = self._count * self.dim * 4 <= VECTOR_CACHE_BYTES
+        fits = self._count * self.dim * 4 <= vector_cache_bytes()
         if fits and not self._vectors.loaded and self._vectors.pays(self._count):
             self._load(self._load_vectors, self._vectors, conn)
         if not self._vectors.loaded:
