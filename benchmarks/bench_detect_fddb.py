@@ -223,8 +223,10 @@ def main() -> None:
         report["speed"] = {"images": n_speed, "batch": BATCH, "rounds": 1 if args.quick else args.rounds, "results": {}}
         speed([i.path for i in items[:n_speed]], args.threads, 1 if args.quick else args.rounds, save,
               report["speed"]["results"], args.speed_target_only, args.speed_detector)
+    report["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     save()
-    print(f"wrote {target}")
+    print(f"wrote {target} (load average at start {report['load_average_at_start']}, at end "
+          f"{report['load_average_at_end']})")
 
 
 if __name__ == "__main__":

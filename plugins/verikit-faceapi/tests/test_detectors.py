@@ -149,6 +149,51 @@ def test_normalised_input_is_the_normalised_resize_in_and_out_of_inference_mode(
     assert np.allclose(other.permute(1, 2, 0).numpy(), (square - np.array(MEAN_RGB)) / 255.0, atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["ssd", "tiny_yolo"])
+def test_batch_prepared_on_several_threads_is_the_one_prepared_on_one(kind):
+    """With two torch threads the images of a batch are prepared on two worker threads at once,
+    each into its own slot: the batch is bitwise the one a single thread makes (odd shapes, both
+    orientations, a grey image; one image alone stays on the calling thread), and an image that
+    fails fails the call."""
+    import threading
+
+    from PIL import Image
+
+    import verikit_faceapi.face_detector as face_detector
+
+    rng = np.random.default_rng(11)
+    shapes = [(37, 53), (61, 29), (40, 40), (17, 90), (88, 31), (45, 60), (33, 34)]
+    images = [Image.fromarray(rng.integers(0, 256, size=(h, w, 3)).astype(np.uint8)) for h, w in shapes]
+    images[2] = images[2].convert("L")
+    det = FaceApiBoxDetector(SsdMobileNetV1() if kind == "ssd" else TinyYolo(), kind, input_size=64,
+                             score_threshold=0.5, nms_iou=0.4, max_results=None)
+    seen: set[str] = set()
+    each_image = face_detector._each_image
+
+    def recording(fn, count):
+        each_image(lambda k: (seen.add(threading.current_thread().name), fn(k)), count)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = det.prepare(images)
+        alone = det.prepare(images[:1])
+        torch.set_num_threads(2)
+        face_detector._each_image = recording
+        two = det.prepare(images)
+        on_workers = set(seen)
+        seen.clear()
+        assert torch.equal(det.prepare(images[:1]), alone) and seen == {threading.current_thread().name}
+        face_detector._each_image = each_image
+        with pytest.raises(RuntimeError, match="non-empty"):  # grid_sample's own error, raised by the call
+            det.prepare([*images[:3], Image.new("RGB", (0, 0)), *images[3:]])
+    finally:
+        face_detector._each_image = each_image
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two) and two.is_contiguous(memory_format=torch.channels_last)
+    assert on_workers and all(n.startswith("faceapi-prepare") for n in on_workers)  # not the caller
+
+
 def test_reshaped_dims_round_halves_up_as_javascript_does():
     assert reshaped_dims(450, 401, 512) == (512, 456)  # 401 * 512 / 450 = 456.28
     assert reshaped_dims(401, 450, 512) == (456, 512)

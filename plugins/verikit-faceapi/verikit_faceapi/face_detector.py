@@ -26,7 +26,10 @@ SSD finds 41 with a border of 0.5 and few without). ``border=0`` gives face-api.
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -90,6 +93,35 @@ def _sample_grid(rows: int, cols: int, side: int, size: int) -> torch.Tensor:
         return torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)[None]
 
 
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, workers) -> pool
+_POOLS_LOCK = threading.Lock()
+
+
+def _each_image(fn: Callable[[int], None], count: int) -> None:
+    """``fn(k)`` for k in range(count): on the calling thread when torch may use one thread, else
+    spread over that many worker threads (at most one per image).
+
+    Preparing an image is single-threaded work -- numpy, and a ``grid_sample`` of one image, which
+    torch parallelises over the batch only -- so with two torch threads one core sat idle while the
+    other prepared the whole batch, the part of verikit's path the raw forward does not have
+    (measured on 32 FDDB photos at 2 threads: 3.5 -> 2.3 ms a photo). Each image writes its own
+    slot, and the result does not depend on which thread made it. The workers never exceed the
+    threads torch was given, so ``torch.set_num_threads(1)`` still means one core. Pools are kept
+    per process: a forked child makes its own (its parent's worker threads do not exist there)."""
+    workers = min(torch.get_num_threads(), count)
+    if workers <= 1:
+        for k in range(count):
+            fn(k)
+        return
+    key = (os.getpid(), workers)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="faceapi-prepare")
+    for _ in pool.map(fn, range(count)):  # re-raises the first error
+        pass
+
+
 def reshaped_dims(width: int, height: int, size: int) -> tuple[int, int]:
     """face-api.js's computeReshapedDimensions: the image's size inside the square, rounded
     (JavaScript's Math.round: halves go up)."""
@@ -128,7 +160,8 @@ class FaceApiBoxDetector:
                 f"enhance={self.enhance!r})")
 
     def prepare(self, images: Sequence[Any]) -> torch.Tensor:
-        """The network's input batch for ``images`` (normalised as face-api.js does), channels-last."""
+        """The network's input batch for ``images`` (normalised as face-api.js does), channels-last;
+        with several torch threads, several images are prepared at once (:func:`_each_image`)."""
         from .tiny_yolo import TINY_MEAN_RGB
 
         # SSD: x / 127.5 - 1; Tiny-YOLO: (x - mean) / 255
@@ -136,9 +169,13 @@ class FaceApiBoxDetector:
         size = self.input_size
         batch = torch.empty((len(images), size, size, 3))  # channels-last memory, filled through numpy
         slots = batch.numpy()
-        for k, image in enumerate(images):
+
+        def one(k: int) -> None:
+            image = images[k]
             resize_to_square(np.asarray(image if image.mode == "RGB" else image.convert("RGB")), size, mean, scale,
                              out=slots[k])
+
+        _each_image(one, len(images))
         return batch.permute(0, 3, 1, 2)
 
     def raw_boxes(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
