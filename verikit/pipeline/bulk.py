@@ -214,14 +214,18 @@ def bulk_enroll(model: Any, root: str | Path, commit: Callable[[dict, dict], Non
                 report.files += batch.files
                 for reason, path in batch.skipped:
                     report.skip(reason, path)
-                keep = range(len(batch.names))
+                keep = list(range(len(batch.names)))
                 if keep and already is not None:
-                    done = already(list(zip(batch.paths, batch.digests)))
-                    keep = [i for i in keep if (batch.paths[i], batch.digests[i]) not in done]
-                    for i in sorted(set(range(len(batch.names))) - set(keep)):
-                        report.skip(ALREADY, batch.paths[i])
+                    pairs = list(zip(batch.paths, batch.digests))
+                    done = already(pairs)
+                    keep = []
+                    for i, pair in enumerate(pairs):
+                        if pair in done:
+                            report.skip(ALREADY, pair[0])
+                        else:
+                            keep.append(i)
                 if keep:
-                    inputs = batch.inputs if len(keep) == len(batch.names) else batch.inputs[list(keep)]
+                    inputs = batch.inputs if len(keep) == len(batch.names) else batch.inputs[keep]
                     out = run_network(model, inputs.to(device)).float().cpu().numpy()
                     for i, vec in zip(keep, out):
                         vecs, srcs, hashes = pending.setdefault(batch.names[i], ([], [], []))
