@@ -169,8 +169,8 @@ class SearchCache:
     # -- vectors ---------------------------------------------------------------------------------
     def gather(self, conn: sqlite3.Connection, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """:func:`gather` from the copy when it is loaded (or loading it now pays)."""
-        fits = self._count * self.dim * 4 <= vector_cache_bytes()
-        if fits and not self._vectors.loaded and self._vectors.pays(self._count):
+        if (not self._vectors.loaded and self._vectors.pays(self._count)
+                and self._count * self.dim * 4 <= vector_cache_bytes()):  # the setting is read only when a load is due
             self._load(self._load_vectors, self._vectors, conn)
         if not self._vectors.loaded:
             t = time.perf_counter()
