@@ -33,6 +33,7 @@ import torch
 from pydantic import Field, field_validator
 
 from ..errors import ModelError, VerikitError
+from . import memory_format
 from ..schemas import FileSchema, Sha256, read_bytes, validate_json
 
 log = logging.getLogger("verikit.models.backend")
@@ -182,8 +183,9 @@ def active_runner(model: Any) -> Any:
 
 def run_network(model: Any, batch: torch.Tensor) -> torch.Tensor:
     """Embeddings of a preprocessed batch: the model's verified ONNX export when attached and valid,
-    else the model itself. Call in eval mode under ``torch.inference_mode()``."""
+    else the model itself (on the CPU in channels-last layout: :mod:`.memory_format`). Call in eval
+    mode under ``torch.inference_mode()``."""
     runner = active_runner(model)
     if runner is not None and batch.device.type == "cpu":
         return runner(batch)
-    return model(batch)
+    return memory_format.forward(model, batch)

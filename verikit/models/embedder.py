@@ -102,6 +102,8 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 class Embedder(nn.Module):
     """Images in, L2-normalised embeddings out. Build with :meth:`build`, or :meth:`load` a saved one."""
 
+    channels_last_inference = True  # eager CPU inference may switch the layout (see .memory_format)
+
     def __init__(self, config: ModelConfig, backbone: nn.Module) -> None:
         super().__init__()
         self.config = config
@@ -237,6 +239,8 @@ class Embedder(nn.Module):
         if mode:  # weights are about to change: the cached fingerprint (and any export) would lie
             self._fingerprint = None
             self._runner = None
+            from .memory_format import release
+            release(self)  # training runs in the contiguous layout (inference may have changed it)
         return super().train(mode)
 
     def __getstate__(self) -> dict[str, Any]:

@@ -33,7 +33,8 @@ import torch
 
 from ..atomic import write_atomic
 from ..errors import DataError, ModelError
-from .backend import MIN_COSINE, ONNX_NAME, RECORD_FILE, RECORD_VERSION, InferenceRecord, Measurement, sha256_hex
+from .backend import (MIN_COSINE, ONNX_NAME, RECORD_FILE, RECORD_VERSION, InferenceRecord, Measurement, run_network,
+                      sha256_hex)
 from .embedder import Embedder
 from .preprocess import to_tensor_transform
 
@@ -158,9 +159,9 @@ def optimize(directory: str | Path, images: str | Path | None = None, *, sample:
     batch = x[:batch_size]
     say(f"timing eager and onnx on a batch of {len(batch)} ({repeats} runs each, {torch.get_num_threads()} threads)")
 
-    def eager() -> Any:
+    def eager() -> Any:  # as verikit runs it eagerly (channels-last on the CPU: .memory_format)
         with torch.inference_mode():
-            return model(batch)
+            return run_network(model, batch)
 
     t_eager, t_onnx = time_both(eager, lambda: runner.run(batch.numpy()), repeats)
     speedup = t_eager / t_onnx

@@ -1,0 +1,92 @@
+"""Eager inference on the CPU in channels-last layout (NHWC), where the network has convolutions.
+
+Why: oneDNN's CPU convolutions run on NHWC data without reordering each layer's input and
+output. Measured on this project's 2-core CPU at 112 px (benchmarks/bench_embed_backend.py has
+the re-run; the table is in docs/scale.md), every built-in backbone embeds a batch of 32
+1.17-1.42x faster in channels-last (timm resnet18 1.32x, mobilenet 1.38x, inception 1.42x,
+xception 1.17x, dilated_resnet 1.18x, faceapi 1.18x) and one image at a time about as fast
+(0.93-1.35x). Templates are the same numbers in another memory order: cosine 1.000000 on every
+one of them (tests/test_memory_format.py checks >= 0.9999 on real photos).
+
+How: the first inference batch on the CPU converts an :class:`~verikit.models.embedder.Embedder`'s
+4-D weights to channels-last in place, once (:func:`prepare`), and each batch is laid out the same
+way (:func:`as_input`); switching the model to training mode puts them back (:func:`release`).
+A layout is not a value: ``state_dict()`` holds the same numbers, saving and the fingerprint write
+contiguous bytes (:meth:`verikit.models.embedder.Embedder._serialise`). A network that cannot run in this layout (a third-party layer calling
+``.view()`` on its input, say) is put back to the contiguous layout on its first failure, said
+once, and run as before. ``VERIKIT_CHANNELS_LAST=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import torch
+
+ENV = "VERIKIT_CHANNELS_LAST"
+_STATE = "_verikit_channels_last"  # per model: True (converted), False (not used), absent (undecided)
+_lock = threading.Lock()
+
+
+def enabled() -> bool:
+    """False when ``$VERIKIT_CHANNELS_LAST`` is ``0``/``false``/``no``/``off``."""
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def prepare(model: torch.nn.Module, batch: torch.Tensor) -> bool:
+    """Whether ``batch`` should run through ``model`` in channels-last; converts the model the
+    first time the answer is yes (a verikit Embedder in eval mode, on the CPU, a 4-D batch, a
+    network with 2-D convolutions)."""
+    if (batch.dim() != 4 or batch.device.type != "cpu" or model.training
+            or not getattr(model, "channels_last_inference", False)):
+        return False
+    state = model.__dict__.get(_STATE)
+    if state is not None:
+        return state
+    with _lock:
+        state = model.__dict__.get(_STATE)
+        if state is None:
+            state = enabled() and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+            if state:
+                # Outside inference mode: parameters made in it could never be trained again.
+                with torch.inference_mode(False), torch.no_grad():
+                    model.to(memory_format=torch.channels_last)
+            model.__dict__[_STATE] = state
+    return state
+
+
+def release(model: torch.nn.Module) -> None:
+    """Back to the contiguous layout (``Embedder.train(True)`` calls this): training always runs
+    in the layout it was written and tested in, so a run validated with channels-last inference
+    between epochs gives bitwise the weights of one that never was (resume tests compare them)."""
+    if model.__dict__.pop(_STATE, None):
+        with _lock, torch.inference_mode(False), torch.no_grad():
+            model.to(memory_format=torch.contiguous_format)
+
+
+def as_input(batch: torch.Tensor) -> torch.Tensor:
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+def give_up(model: torch.nn.Module, error: BaseException) -> None:
+    """Put ``model`` back to the contiguous layout for good, after ``error`` in channels-last."""
+    from .backend import say_once
+
+    with _lock:
+        with torch.inference_mode(False), torch.no_grad():
+            model.to(memory_format=torch.contiguous_format)
+        model.__dict__[_STATE] = False
+    say_once(f"this network failed in channels-last layout ({str(error).splitlines()[0][:200]}); "
+             f"running it in the contiguous layout")
+
+
+def forward(model: Any, batch: torch.Tensor) -> torch.Tensor:
+    """``model(batch)``, in channels-last where :func:`prepare` says so."""
+    if prepare(model, batch):
+        try:
+            return model(as_input(batch))
+        except RuntimeError as exc:
+            give_up(model, exc)
+    return model(batch)
