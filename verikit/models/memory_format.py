@@ -1,20 +1,19 @@
 """Eager inference on the CPU in channels-last layout (NHWC), where the network has convolutions.
 
 Why: oneDNN's CPU convolutions run on NHWC data without reordering each layer's input and
-output. Measured on this project's 2-core CPU at 112 px (benchmarks/bench_embed_backend.py has
-the re-run; the table is in docs/scale.md), every built-in backbone embeds a batch of 32
-1.17-1.42x faster in channels-last (timm resnet18 1.32x, mobilenet 1.38x, inception 1.42x,
-xception 1.17x, dilated_resnet 1.18x, faceapi 1.18x) and one image at a time about as fast
-(0.93-1.35x). Templates are the same numbers in another memory order: cosine 1.000000 on every
-one of them (tests/test_memory_format.py checks >= 0.9999 on real photos).
+output. Measured on a 2-core CPU at 112 px against the plain contiguous forward
+(benchmarks/bench_channels_last.py; the figures are in docs/training.md), a batch of 32 embeds
+1.01-1.53x faster depending on the backbone, one image at a time 0.91-1.16x. Templates are the
+same numbers in another memory order (cosine >= 0.9999999; tests/test_memory_format.py checks
+>= 0.9999 on real photos).
 
 How: the first inference batch on the CPU converts an :class:`~verikit.models.embedder.Embedder`'s
 4-D weights to channels-last in place, once (:func:`prepare`), and each batch is laid out the same
 way (:func:`as_input`); switching the model to training mode puts them back (:func:`release`).
 A layout is not a value: ``state_dict()`` holds the same numbers, saving and the fingerprint write
-contiguous bytes (:meth:`verikit.models.embedder.Embedder._serialise`). A network that cannot run in this layout (a third-party layer calling
-``.view()`` on its input, say) is put back to the contiguous layout on its first failure, said
-once, and run as before. ``VERIKIT_CHANNELS_LAST=0`` turns it off.
+contiguous bytes (:meth:`verikit.models.embedder.Embedder._serialise`). A network that cannot
+run in this layout (a third-party layer calling ``.view()`` on its input, say) is put back to the
+contiguous layout on its first failure, said once, and run as before. ``VERIKIT_CHANNELS_LAST=0`` turns it off.
 """
 
 from __future__ import annotations
