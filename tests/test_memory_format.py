@@ -134,3 +134,14 @@ def test_a_network_that_fails_in_channels_last_falls_back_once(caplog):
     assert torch.allclose(got, ref) and torch.allclose(again, ref)
     assert _converted(net) is False and net.conv.weight.is_contiguous()
     assert sum("channels-last" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_an_error_that_is_not_the_layouts_fault_keeps_the_layout():
+    torch.manual_seed(0)
+    model = Embedder.build("timm:test_resnet", embedding_size=16, input_spec=InputSpec(size=(32, 32))).eval()
+    with torch.inference_mode():
+        run_network(model, torch.randn(2, 3, 32, 32))
+        with pytest.raises(RuntimeError):
+            run_network(model, torch.randn(2, 5, 32, 32))  # wrong channel count: fails in any layout
+    assert _converted(model) is True
+    assert next(p for p in model.parameters() if p.dim() == 4).is_contiguous(memory_format=torch.channels_last)

@@ -44,15 +44,10 @@ def prepare(model: torch.nn.Module, batch: torch.Tensor) -> bool:
     state = model.__dict__.get(_STATE)
     if state is not None:
         return state
-    with _lock:
-        state = model.__dict__.get(_STATE)
-        if state is None:
-            state = enabled() and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-            if state:
-                # Outside inference mode: parameters made in it could never be trained again.
-                with torch.inference_mode(False), torch.no_grad():
-                    model.to(memory_format=torch.channels_last)
-            model.__dict__[_STATE] = state
+    state = enabled() and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    if state:
+        _set_layout(model, torch.channels_last)
+    model.__dict__[_STATE] = state
     return state
 
 
@@ -61,31 +56,40 @@ def release(model: torch.nn.Module) -> None:
     in the layout it was written and tested in, so a run validated with channels-last inference
     between epochs gives bitwise the weights of one that never was (resume tests compare them)."""
     if model.__dict__.pop(_STATE, None):
-        with _lock, torch.inference_mode(False), torch.no_grad():
-            model.to(memory_format=torch.contiguous_format)
+        _set_layout(model, torch.contiguous_format)
 
 
 def as_input(batch: torch.Tensor) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last)
 
 
-def give_up(model: torch.nn.Module, error: BaseException) -> None:
-    """Put ``model`` back to the contiguous layout for good, after ``error`` in channels-last."""
-    from .backend import say_once
-
-    with _lock:
-        with torch.inference_mode(False), torch.no_grad():
-            model.to(memory_format=torch.contiguous_format)
-        model.__dict__[_STATE] = False
-    say_once(f"this network failed in channels-last layout ({str(error).splitlines()[0][:200]}); "
-             f"running it in the contiguous layout")
+def _set_layout(model: torch.nn.Module, layout: torch.memory_format) -> None:
+    # Outside inference mode: parameters made in it could never be trained again. The lock keeps
+    # two threads from converting one model at once.
+    with _lock, torch.inference_mode(False), torch.no_grad():
+        model.to(memory_format=layout)
 
 
 def forward(model: Any, batch: torch.Tensor) -> torch.Tensor:
-    """``model(batch)``, in channels-last where :func:`prepare` says so."""
-    if prepare(model, batch):
+    """``model(batch)``, in channels-last where :func:`prepare` says so.
+
+    When the channels-last run fails, the batch is run again in the contiguous layout: if that
+    works, the layout was the cause and the model stays contiguous for good (said once); if it
+    fails too, the fault is elsewhere (the input, say), so the layout is kept and that error raised.
+    """
+    if not prepare(model, batch):
+        return model(batch)
+    try:
+        return model(as_input(batch))
+    except RuntimeError as exc:
+        _set_layout(model, torch.contiguous_format)
         try:
-            return model(as_input(batch))
-        except RuntimeError as exc:
-            give_up(model, exc)
-    return model(batch)
+            out = model(batch)
+        except BaseException:
+            _set_layout(model, torch.channels_last)
+            raise
+        model.__dict__[_STATE] = False
+        from .backend import say_once
+        say_once(f"this network failed in channels-last layout ({str(exc).splitlines()[0][:200]}); "
+                 f"running it in the contiguous layout")
+        return out
