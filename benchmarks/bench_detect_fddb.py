@@ -11,14 +11,18 @@ in one run:
   three in one HTML report (``--report``); then the two face-api.js detectors looking at a
   contrast-normalised copy of each photo (``enhance=equalize|clahe``), to see what the low-light
   option does to ordinary photos.
-* **speed**, images/s on the first ``--speed-images`` photos, batches of 8, the four timings
-  interleaved batch by batch (median of the rounds per batch) so a busy neighbour hurts all alike: verikit's whole path from the file (``load_image`` +
-  ``detect``: decoding, face-api.js's padding and resize, the forward, decoding the boxes, NMS)
-  against the raw network on the same images, prepared beforehand (already padded, resized and
-  normalised, in the same memory layout): the forward plus the decoding the network's output
+* **speed**, images/s on the first ``--speed-images`` photos, batches of 8, the five timings
+  interleaved batch by batch (median of the rounds per batch) so a busy neighbour hurts all alike:
+  verikit's whole path from the files, as ``crops_of_files`` and ``embed_files_through`` run it
+  (``verikit.pipeline.decoding.decode_batch``: the batch's JPEGs decoded on as many threads as
+  torch has, then ``detect``: face-api.js's padding and resize, the forward, decoding the boxes,
+  NMS) against the raw network on the same images, prepared beforehand (already padded, resized
+  and normalised, in the same memory layout): the forward plus the decoding the network's output
   needs to be boxes (box decoding, score threshold, NMS), with the same threads (ratio =
-  verikit / raw; target >= 0.9). Also verikit on decoded images (no JPEG decoding) for the split,
-  and the ratio to the bare forward alone (without the box decoding and NMS).
+  verikit / raw; target >= 0.9). Also, for the split: verikit on decoded images (no JPEG
+  decoding), verikit from the files decoded one after the other (``load_image`` in a loop, the
+  path before ``decode_batch``), and the ratio to the bare forward alone (without the box
+  decoding and NMS).
   The target is on ``border=0`` (face-api.js's path, one forward per photo as in the baseline);
   the default ``border=0.5`` is timed as well, with the number of photos it searches twice.
 
@@ -43,7 +47,9 @@ import torch
 
 from verikit.evaluate.detection.fddb import read_fddb
 from verikit.evaluate.detection.run import evaluate_detector
+from verikit.errors import ImageError
 from verikit.io import load_image
+from verikit.pipeline.decoding import decode_batch
 from verikit.registry import detectors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,18 +142,22 @@ def speed(paths: list[Path], threads: list[int], rounds: int, save, out: dict, t
         def forward(i):
             net(prepared[i])
 
-        def from_files(i):
+        def from_files(i):  # verikit's file path: the batch decoded on torch's thread count, then detected
+            det.detect([im for im in decode_batch(file_batches[i]) if not isinstance(im, ImageError)])
+
+        def from_files_serial(i):  # the same, the files decoded one after the other
             det.detect([load_image(p) for p in file_batches[i]])
 
         def decoded(i):
             det.detect(pil_batches[i])
 
-        fns = {"raw": raw, "forward": forward, "from_files": from_files, "decoded": decoded}
+        fns = {"raw": raw, "forward": forward, "from_files": from_files, "from_files_serial": from_files_serial,
+               "decoded": decoded}
         for n in threads:
             torch.set_num_threads(n)
             raw(0), decoded(0)  # warm-up
             # Interleaved batch by batch (the order rotating), so that a neighbour's load hits the
-            # four alike; per batch the median over rounds, summed over the batches.
+            # five alike; per batch the median over rounds, summed over the batches.
             times = {k: [[] for _ in prepared] for k in fns}
             for r in range(rounds):
                 for i in range(len(prepared)):
@@ -161,14 +171,17 @@ def speed(paths: list[Path], threads: list[int], rounds: int, save, out: dict, t
             key = f"{spec_line(spec, options)}/threads={n}"
             out[key] = {"photos_searched_twice": searched_twice, "verikit_from_files_images_per_s": round(ips["from_files"], 2),
                         "verikit_decoded_images_per_s": round(ips["decoded"], 2),
+                        "verikit_from_files_serial_decoding_images_per_s": round(ips["from_files_serial"], 2),
                         "raw_forward_and_decoding_images_per_s": round(ips["raw"], 2),
                         "raw_forward_only_images_per_s": round(ips["forward"], 2),
                         "ratio_from_files": round(ips["from_files"] / ips["raw"], 3),
                         "ratio_decoded": round(ips["decoded"] / ips["raw"], 3),
+                        "ratio_from_files_serial_decoding": round(ips["from_files_serial"] / ips["raw"], 3),
                         "ratio_from_files_to_forward_only": round(ips["from_files"] / ips["forward"], 3)}
             print(f"{key:60s} verikit from files {ips['from_files']:6.2f} img/s, decoded {ips['decoded']:6.2f}; "
                   f"raw {ips['raw']:6.2f} img/s (forward alone {ips['forward']:6.2f}); ratio "
-                  f"{ips['from_files'] / ips['raw']:.3f} (decoded {ips['decoded'] / ips['raw']:.3f}, "
+                  f"{ips['from_files'] / ips['raw']:.3f} (decoded {ips['decoded'] / ips['raw']:.3f}, files decoded "
+                  f"serially {ips['from_files_serial'] / ips['raw']:.3f}, "
                   f"to the forward alone {ips['from_files'] / ips['forward']:.3f})", flush=True)
             save()
     return out

@@ -19,6 +19,7 @@ import errno
 import io
 import os
 import stat
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -201,16 +202,38 @@ def _decode(f: BinaryIO, name: str | os.PathLike, max_pixels: int | None) -> Ima
         raise image_error(name, "file is truncated" if "truncat" in msg.lower() else f"corrupt image data ({msg})") from e
 
 
+_quiet_lock = threading.Lock()
+_quiet_depth = 0  # how many decodes (in any thread) are inside quiet_pillow() now
+_quiet_filters: warnings.catch_warnings | None = None
+
+
 @contextmanager
 def quiet_pillow() -> Iterator[None]:
     """Pillow's warnings off while we decode: our own ``max_pixels`` check replaces its bomb
     warning (whose threshold is global state), and its warnings about damaged metadata ("Corrupt
     EXIF data") of pixels it does decode would, under ``-W error``, escape as exceptions that are
-    not ImageErrors."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+    not ImageErrors.
+
+    Safe when several threads decode at once (:mod:`verikit.pipeline.decoding`): the warning filters
+    are process-wide, and ``warnings.catch_warnings`` entered and left interleaved by two threads
+    would leave one thread decoding unfiltered and the filters changed for good. So the first
+    decode in installs the filters and the last one out restores them."""
+    global _quiet_depth, _quiet_filters
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_filters = warnings.catch_warnings()
+            _quiet_filters.__enter__()
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+        _quiet_depth += 1
+    try:
         yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _quiet_filters is not None:
+                _quiet_filters.__exit__(None, None, None)
+                _quiet_filters = None
 
 
 def check_pixel_limit(size: tuple[int, int], name: str | os.PathLike, max_pixels: int | None) -> None:

@@ -22,6 +22,7 @@ from ..errors import DataError, FaceNotFoundError, ImageError
 from ..image_input import as_source, check_sequence, input_name, to_image
 from ..structures import Detections
 from .alignment import face_chip, ibug68_points
+from .decoding import decode_batch
 from .segmentation import run_segmenter, suppress_background, whole_image
 from .settings import FacePolicy, PipelineSettings
 
@@ -169,16 +170,18 @@ class FaceCropper:
     def crops_of_files(self, paths: Sequence[Any], *, batch_size: int = 16
                        ) -> Iterator[tuple[list[Crop], list[tuple[Any, str]]]]:
         """Batches of (crops, failures): unreadable files (or in-memory images that cannot be
-        used) and files without a usable face are failures."""
+        used) and files without a usable face are failures. Each batch's files are decoded on a
+        few threads at once (:func:`verikit.pipeline.decoding.decode_batch`)."""
         paths = check_sequence(paths, "paths")
         for start in range(0, len(paths), batch_size):
             images, sources, failures = [], [], []
-            for p in paths[start:start + batch_size]:
-                try:
-                    images.append(to_image(p))
+            batch = paths[start:start + batch_size]
+            for p, image in zip(batch, decode_batch(batch)):  # the batch's files decoded on a few threads at once
+                if isinstance(image, ImageError):
+                    failures.append((as_source(p), str(image)))
+                else:
+                    images.append(image)
                     sources.append(as_source(p))
-                except ImageError as exc:
-                    failures.append((as_source(p), str(exc)))
             crops: list[Crop] = []
             for source, result in zip(sources, self._crops(images, sources)):
                 if isinstance(result, ImageError):

@@ -25,6 +25,7 @@ from ..errors import DataError, FaceNotFoundError, ImageError
 from ..models.embedder import Embedder
 from ..models.inference import EmbeddedFiles, embed_files, embed_images
 from ..structures import Detections
+from .decoding import decode_batch
 from .detection import FaceCropper
 from .segmentation import whole_image
 from .settings import FacePolicy, PipelineSettings
@@ -65,9 +66,8 @@ def embed_files_through(model: Embedder, paths: Sequence[str | Path], pipeline: 
     """One embedding per file through ``pipeline`` (its largest face when a detector runs).
 
     Files without a usable face are failures (and listed in ``no_face`` when no face was found),
-    unless ``fallback`` (``"whole"`` or ``"center"``) embeds them from a stand-in box."""
-    from ..io import load_image
-
+    unless ``fallback`` (``"whole"`` or ``"center"``) embeds them from a stand-in box. Each batch's
+    files are decoded on a few threads at once (:func:`verikit.pipeline.decoding.decode_batch`)."""
     if fallback is not None and fallback not in FALLBACKS:
         raise DataError(f"no-face fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
     cropper = FaceCropper(pipeline, FacePolicy("largest"))
@@ -81,12 +81,13 @@ def embed_files_through(model: Embedder, paths: Sequence[str | Path], pipeline: 
     step = min(batch_size, 16)
     for start in range(0, len(unique), step):
         images, sources, crops, faceless = [], [], [], []
-        for p in unique[start:start + step]:
-            try:
-                images.append(load_image(p))
+        batch = unique[start:start + step]
+        for p, image in zip(batch, decode_batch(batch)):  # the batch's files decoded on a few threads at once
+            if isinstance(image, ImageError):
+                failures.append((p, str(image)))
+            else:
+                images.append(image)
                 sources.append(p)
-            except ImageError as exc:
-                failures.append((p, str(exc)))
         for image, source, result in zip(images, sources, cropper.crops_of_images(images, sources)):
             if isinstance(result, FaceNotFoundError):
                 no_face.append(source)
