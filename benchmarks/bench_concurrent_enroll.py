@@ -109,7 +109,9 @@ def run_library_writers(folders: list[Path], model: Path, gallery: Path, batch: 
     """The same enrollment with the process start, imports and model load left out: each writer
     gets ready, then all start at one signal; seconds from that signal until the last one is done.
     This is the part the gallery's concurrency model can make faster or slower."""
-    env = {**os.environ}
+    # Threads as under the CLI (verikit/cli/main.py): idle OpenMP threads sleep instead of spinning,
+    # which four processes sharing two cores otherwise spend their time on.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     procs = [subprocess.Popen([sys.executable, "-c", LIBRARY_WRITER, str(f), str(model), str(gallery), str(batch)],
