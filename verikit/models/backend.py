@@ -33,8 +33,8 @@ import torch
 from pydantic import Field, field_validator
 
 from ..errors import ModelError, VerikitError
-from . import memory_format
 from ..schemas import FileSchema, Sha256, read_bytes, validate_json
+from . import memory_format
 
 log = logging.getLogger("verikit.models.backend")
 

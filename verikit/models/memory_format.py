@@ -12,8 +12,9 @@ How: the first inference batch on the CPU converts an :class:`~verikit.models.em
 way (:func:`as_input`); switching the model to training mode puts them back (:func:`release`).
 A layout is not a value: ``state_dict()`` holds the same numbers, saving and the fingerprint write
 contiguous bytes (:meth:`verikit.models.embedder.Embedder._serialise`). A network that cannot
-run in this layout (a third-party layer calling ``.view()`` on its input, say) is put back to the
-contiguous layout on its first failure, said once, and run as before. ``VERIKIT_CHANNELS_LAST=0`` turns it off.
+run in this layout (a third-party layer calling ``.view()`` on its input, say) goes back to the
+contiguous layout for good the first time a batch fails in channels-last but runs contiguous
+(said once). ``VERIKIT_CHANNELS_LAST=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def release(model: torch.nn.Module) -> None:
     """Back to the contiguous layout (``Embedder.train(True)`` calls this): training always runs
     in the layout it was written and tested in, so a run validated with channels-last inference
     between epochs gives bitwise the weights of one that never was (resume tests compare them)."""
-    if model.__dict__.pop(_STATE, None):
+    if model.__dict__.get(_STATE):  # converted; a model that gave the layout up stays contiguous
         _set_layout(model, torch.contiguous_format)
+        del model.__dict__[_STATE]
 
 
 def as_input(batch: torch.Tensor) -> torch.Tensor:
