@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "verikit"
 LAYERS = [
     {"errors", "structures", "atomic", "similarity", "interfaces", "registry", "io", "testing", "__init__",
-     "image_input", "image_formats", "schemas"},
+     "image_input", "image_formats", "schemas", "threads"},
     {"models", "plugin_api"},
     {"evaluate", "segment", "classify"},
     {"calibrate"},

@@ -84,7 +84,7 @@ def test_in_memory_images_keep_their_place_among_files(photos, tmp_path):
 
 def test_the_pool_is_reused_not_made_per_batch(photos):
     def decoders():
-        return {t for t in threading.enumerate() if t.name.startswith("verikit-decode-2_")}
+        return {t for t in threading.enumerate() if t.name.startswith("verikit-pool-2_")}
 
     decode_batch(photos, workers=2)
     first = decoders()

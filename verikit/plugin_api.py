@@ -38,6 +38,7 @@ from .structures import Detections, InputSpec, Masks
 
 _LAZY = {
     "load_image": "verikit.io",
+    "shared_pool": "verikit.threads",
     "load_state_dict_file": "verikit.models.state_dicts",
     "IBUG68_NAMES": "verikit.pipeline.alignment",
     "expand_box": "verikit.pipeline.detection",

@@ -7,8 +7,8 @@ returned in its place, in input order. Decoding a JPEG is most of what reading a
 Pillow's decoders release the GIL, so the files of a batch are decoded on ``decode_workers()``
 threads at once instead of one after the other on one core while the others idle.
 
-The threads come from one pool per worker count, made on first use and reused by every batch
-after (a pool per batch would cost a thread start per batch). In-memory images are converted in
+The threads come from the process's shared pool of that size (:func:`verikit.threads.shared_pool`,
+reused by every batch). In-memory images are converted in
 the calling thread: they are cheap, and a lazily opened PIL image must not be loaded by two
 threads at once (the same object may appear twice in a batch).
 """
@@ -17,27 +17,11 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
 from ..errors import ImageError
 from ..image_input import is_path, to_image
-
-_pools: dict[int, ThreadPoolExecutor] = {}
-_pools_lock = threading.Lock()
-
-
-def _forget_pools() -> None:
-    # A forked child (a DataLoader worker, say) inherits the pool objects but not their threads:
-    # work submitted there would wait for ever, so the child starts with no pools.
-    global _pools_lock
-    _pools.clear()
-    _pools_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pools)
+from ..threads import shared_pool
 
 
 def decode_workers() -> int:
@@ -47,14 +31,6 @@ def decode_workers() -> int:
     if torch is not None:
         return max(1, int(torch.get_num_threads()))
     return max(1, os.cpu_count() or 1)
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    with _pools_lock:
-        pool = _pools.get(workers)
-        if pool is None:
-            pool = _pools[workers] = ThreadPoolExecutor(workers, thread_name_prefix=f"verikit-decode-{workers}")
-        return pool
 
 
 def _decode_one(x: Any) -> Any:
@@ -82,7 +58,7 @@ def decode_batch(inputs: Sequence[Any], *, workers: int | None = None) -> list[A
     workers = min(workers, len(encoded))
     out: list[Any] = [None] * len(inputs)
     if workers > 1:
-        for k, image in zip(encoded, _pool(workers).map(_decode_one, [inputs[k] for k in encoded])):
+        for k, image in zip(encoded, shared_pool(workers).map(_decode_one, [inputs[k] for k in encoded])):
             out[k] = image
         rest = [k for k, x in enumerate(inputs) if not _encoded(x)]
     else:

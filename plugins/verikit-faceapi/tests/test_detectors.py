@@ -191,7 +191,7 @@ def test_batch_prepared_on_several_threads_is_the_one_prepared_on_one(kind):
         face_detector._each_image = each_image
         torch.set_num_threads(threads)
     assert torch.equal(one, two) and two.is_contiguous(memory_format=torch.channels_last)
-    assert on_workers and all(n.startswith("faceapi-prepare") for n in on_workers)  # not the caller
+    assert on_workers and all(n.startswith("verikit-pool-") for n in on_workers)  # not the caller
 
 
 def test_reshaped_dims_round_halves_up_as_javascript_does():

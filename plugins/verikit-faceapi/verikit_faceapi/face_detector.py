@@ -26,16 +26,13 @@ SSD finds 41 with a border of 0.5 and few without). ``border=0`` gives face-api.
 from __future__ import annotations
 
 import functools
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from verikit.plugin_api import Detections
+from verikit.plugin_api import Detections, shared_pool
 
 
 def resize_to_square(pixels: np.ndarray, size: int, mean: Sequence[float] = (0.0, 0.0, 0.0),
@@ -93,10 +90,6 @@ def _sample_grid(rows: int, cols: int, side: int, size: int) -> torch.Tensor:
         return torch.stack(torch.meshgrid(gx, gy, indexing="xy"), -1)[None]
 
 
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}  # (process id, workers) -> pool
-_POOLS_LOCK = threading.Lock()
-
-
 def _each_image(fn: Callable[[int], None], count: int) -> None:
     """``fn(k)`` for k in range(count): on the calling thread when torch may use one thread, else
     spread over that many worker threads (at most one per image).
@@ -106,19 +99,14 @@ def _each_image(fn: Callable[[int], None], count: int) -> None:
     other prepared the whole batch, the part of verikit's path the raw forward does not have
     (measured on 32 FDDB photos at 2 threads: 3.5 -> 2.3 ms a photo). Each image writes its own
     slot, and the result does not depend on which thread made it. The workers never exceed the
-    threads torch was given, so ``torch.set_num_threads(1)`` still means one core. Pools are kept
-    per process: a forked child makes its own (its parent's worker threads do not exist there)."""
+    threads torch was given, so ``torch.set_num_threads(1)`` still means one core. The threads are
+    verikit's shared pool of that size (``verikit.plugin_api.shared_pool``)."""
     workers = min(torch.get_num_threads(), count)
     if workers <= 1:
         for k in range(count):
             fn(k)
         return
-    key = (os.getpid(), workers)
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="faceapi-prepare")
-    for _ in pool.map(fn, range(count)):  # re-raises the first error
+    for _ in shared_pool(workers).map(fn, range(count)):  # re-raises the first error
         pass
 
 
